@@ -1,0 +1,90 @@
+"""The `lmforge` command. Each stage package registers its own subcommands; imports stay lazy
+so that `lmforge --help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from lmforge.errors import LmforgeError
+
+# Packages whose cli module has ``register(subparsers)``.
+STAGE_CLIS = ("lmforge.collect.cli", "lmforge.clean.cli", "lmforge.tokenizer.cli", "lmforge.train.cli",
+              "lmforge.sample.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmforge", description="From raw web pages to a base language model.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _register_run(subparsers)
+    for name in STAGE_CLIS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+            continue
+        module.register(subparsers)
+    _register_report(subparsers)
+    return parser
+
+
+def _register_run(subparsers) -> None:
+    p = subparsers.add_parser("run", help="run every stage of a config (skips completed stages)")
+    p.add_argument("config", help="TOML config, e.g. configs/demo.toml")
+    add_override_args(p)
+    p.add_argument("--force", action="append", default=[], metavar="STAGE",
+                   help="rerun STAGE and every stage after it (repeatable)")
+    p.add_argument("--only", action="append", default=[], metavar="STAGE", help="run only STAGE (repeatable)")
+    p.add_argument("--until", metavar="STAGE", help="stop after STAGE")
+    p.set_defaults(func=_cmd_run)
+
+
+def add_override_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. --set train.max_steps=50 (repeatable)")
+
+
+def _cmd_run(args) -> int:
+    from lmforge.config import load_config
+    from lmforge.pipeline import run_pipeline
+
+    cfg = load_config(args.config, args.overrides)
+    rd = run_pipeline(cfg, force=args.force, only=args.only, until=args.until)
+    if rd.report.exists():
+        print(f"report: {rd.report}")
+    return 0
+
+
+def _register_report(subparsers) -> None:
+    p = subparsers.add_parser("report", help="write report.md and plots for a run directory")
+    p.add_argument("run_dir", help="e.g. runs/demo")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args) -> int:
+    from lmforge.report import write_report
+
+    print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except LmforgeError as exc:
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("lmforge: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""The run config: one TOML file, one section per stage, loaded into typed dataclasses.
+
+Every problem in a file (unknown keys, wrong types, bad values) is collected and reported
+together in one :class:`ConfigError`, each line naming the file and the dotted key, with the fix
+where there is an obvious one. Each stage's own dataclass lives beside the stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lmforge.clean.config import CleanConfig
+from lmforge.collect.config import CollectConfig
+from lmforge.errors import ConfigError
+from lmforge.model.config import ModelConfig
+from lmforge.sample.config import SampleConfig
+from lmforge.tokenizer.config import TokenizerConfig
+from lmforge.train.config import TrainConfig
+
+
+@dataclass
+class RunConfig:
+    """A whole run: where it lives and how each stage is configured."""
+
+    name: str = "run"
+    """Run name; outputs go to ``<runs_dir>/<name>/``."""
+    runs_dir: str = "runs"
+    """Folder that holds the run directories (relative to the current directory)."""
+    seed: int = 1337
+    """Seed for every random choice of the run (splits, init, data order)."""
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    clean: CleanConfig = field(default_factory=CleanConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+
+    def validate(self) -> list[str]:
+        return [] if self.name and "/" not in self.name else ["name: must be a non-empty name without '/'"]
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
+    """Load ``path`` and apply ``--set section.key=value`` overrides; raise ConfigError on any problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError([f"{path}: config file not found (see configs/ for examples)"])
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    for item in overrides:
+        _apply_override(data, item, problems)
+    cfg = from_dict(RunConfig, data, str(path), problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def config_from_dict(data: dict, origin: str = "<dict>") -> RunConfig:
+    """Build a RunConfig from plain data (used by tests and by run directories)."""
+    problems: list[str] = []
+    cfg = from_dict(RunConfig, data, origin, problems)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def _apply_override(data: dict, item: str, problems: list[str]) -> None:
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        problems.append(f"--set {item!r}: expected section.key=value, e.g. train.max_steps=50")
+        return
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word such as a path or a name: keep it as a string
+    *parents, leaf = key.strip().split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            problems.append(f"--set {item!r}: {part} is not a section")
+            return
+    node[leaf] = value
+
+
+def from_dict(cls: type, data: Any, origin: str, problems: list[str], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from ``data``, appending every problem found to ``problems``.
+
+    Each problem reads ``<origin>: <dotted.key>: <what is wrong>``.
+    """
+    if not isinstance(data, dict):
+        problems.append(f"{origin}: {prefix or '<top>'}: expected a table, got {data!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs, before = {}, len(problems)
+    for key, value in data.items():
+        if key not in names:
+            problems.append(f"{origin}: {prefix}{key}: unknown key{_suggest(key, names)}")
+            continue
+        kwargs[key] = _coerce(hints[key], value, origin, f"{prefix}{key}", problems)
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    # Value checks assume well-typed fields, so they run only when the types were right.
+    if validate is not None and len(problems) == before:
+        problems.extend(f"{origin}: {prefix}{msg}" for msg in validate())
+    return obj
+
+
+def _suggest(key: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(key, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(names)})"
+
+
+def _coerce(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> Any:
+    """Check ``value`` against type ``tp``; nested dataclasses, lists and dicts are recursed."""
+    kind = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, origin, problems, prefix=f"{key}.")
+    if kind in (typing.Union, types.UnionType):
+        options = [t for t in typing.get_args(tp) if t is not type(None)]
+        return None if value is None else _coerce(options[0], value, origin, key, problems)
+    if kind is list:
+        if not isinstance(value, list):
+            problems.append(f"{origin}: {key}: expected a list, got {value!r}")
+            return []
+        (item_tp,) = typing.get_args(tp)
+        return [_coerce(item_tp, v, origin, f"{key}[{i}]", problems) for i, v in enumerate(value)]
+    if kind is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{origin}: {key}: expected a table, got {value!r}")
+            return {}
+        _, value_tp = typing.get_args(tp)
+        return {k: _coerce(value_tp, v, origin, f"{key}.{k}", problems) for k, v in value.items()}
+    return _coerce_scalar(tp, value, origin, key, problems)
+
+
+def _coerce_scalar(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> Any:
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
+        return value
+    problems.append(f"{origin}: {key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def to_toml(cfg: Any) -> str:
+    """Write a config back as TOML (the resolved config saved in the run directory)."""
+    data = to_dict(cfg)
+    lines = [f"{k} = {_toml_value(v)}" for k, v in data.items() if not isinstance(v, dict)]
+    for section, values in data.items():
+        if isinstance(values, dict):
+            lines.append(f"\n[{section}]")
+            lines.extend(f"{k} = {_toml_value(v)}" for k, v in values.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"cannot write {value!r} as TOML")
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)

@@ -1,0 +1,67 @@
+"""`lmforge run CONFIG`: the stages in order, each skipped when its completion marker exists.
+
+Each stage is a function ``run_stage(cfg, rundir) -> stats`` in its own package; it writes its
+outputs under the run directory and returns its counters. The marker is written after the
+stats, so an interrupted stage is simply run again.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from typing import Callable
+
+from lmforge.config import RunConfig, to_toml
+from lmforge.errors import LmforgeError
+from lmforge.rundir import RunDir, write_text_atomic
+
+STAGES: dict[str, str] = {
+    "crawl": "lmforge.collect.crawl",
+    "clean": "lmforge.clean.pipeline",
+    "tokenizer": "lmforge.tokenizer.train",
+    "tokenize": "lmforge.tokenizer.tokenize",
+    "train": "lmforge.train.loop",
+    "sample": "lmforge.sample.stage",
+    "report": "lmforge.report",
+}
+
+
+def stage_function(stage: str) -> Callable[[RunConfig, RunDir], dict]:
+    return importlib.import_module(STAGES[stage]).run_stage
+
+
+def check_stage_names(names: list[str]) -> None:
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise LmforgeError(f"unknown stage {', '.join(unknown)}; stages are {', '.join(STAGES)}")
+
+
+def run_pipeline(cfg: RunConfig, force: list[str] = (), only: list[str] = (), until: str | None = None,
+                 log: Callable[[str], None] = print) -> RunDir:
+    """Run the stages of ``cfg``; forcing a stage reruns it and every stage after it."""
+    check_stage_names([*force, *only, *([until] if until else [])])
+    rd = RunDir(cfg.run_path)
+    rd.root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(rd.config, to_toml(cfg))
+    names = list(STAGES)
+    first_forced = min((names.index(s) for s in force), default=len(names))
+    last = names.index(until) if until else len(names) - 1
+    for i, stage in enumerate(names[: last + 1]):
+        if only and stage not in only:
+            continue
+        if i >= first_forced or (only and stage in force):
+            rd.clear_marker(stage)
+        if rd.is_complete(stage):
+            log(f"[{stage}] complete, skipped (use --force {stage} to rerun)")
+            continue
+        _run_one(stage, cfg, rd, log)
+    return rd
+
+
+def _run_one(stage: str, cfg: RunConfig, rd: RunDir, log: Callable[[str], None]) -> None:
+    log(f"[{stage}] start")
+    t0 = time.time()
+    stats = stage_function(stage)(cfg, rd) or {}
+    stats["seconds"] = round(time.time() - t0, 2)
+    rd.mark_complete(stage, stats)
+    log(f"[{stage}] done in {stats['seconds']:.1f}s")

@@ -1,0 +1,119 @@
+"""The run directory: the contract between stages.
+
+Every stage reads the previous stage's artifacts and writes its own under ``runs/<name>/``.
+Files are written to a temporary name and renamed, so a crash never leaves a half-written file
+under its final name; a stage is complete only when its marker exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary name ends in ``.tmp`` so readers that glob for ``*.parquet`` or ``*.bin``
+    never see it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths of one run, ``runs/<name>/``, as laid out in DESIGN.md."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def crawl(self) -> Path:
+        return self.root / "crawl"
+
+    @property
+    def docs(self) -> Path:
+        return self.root / "docs"
+
+    @property
+    def rejects(self) -> Path:
+        return self.root / "rejects"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats"
+
+    @property
+    def tokenizer(self) -> Path:
+        return self.root / "tokenizer"
+
+    @property
+    def tokens(self) -> Path:
+        return self.root / "tokens"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def samples(self) -> Path:
+        return self.root / "samples.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.md"
+
+    def _marker(self, stage: str) -> Path:
+        return self.root / ".complete" / stage
+
+    def is_complete(self, stage: str) -> bool:
+        return self._marker(stage).exists()
+
+    def mark_complete(self, stage: str, stats: dict) -> None:
+        """Write the stage's stats, then its marker: the marker is the last thing written."""
+        write_json_atomic(self.stats / f"{stage}.json", stats)
+        write_text_atomic(self._marker(stage), "complete\n")
+
+    def clear_marker(self, stage: str) -> None:
+        self._marker(stage).unlink(missing_ok=True)
+
+    def read_stats(self, stage: str) -> dict | None:
+        path = self.stats / f"{stage}.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+    def reset_dir(self, path: Path) -> Path:
+        """Empty a stage's output folder before a fresh (non-resumed) run of that stage."""
+        if path.exists():
+            shutil.rmtree(path)
+        path.mkdir(parents=True)
+        return path

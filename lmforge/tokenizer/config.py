@@ -1,0 +1,37 @@
+"""Config of the tokenizer and tokenize stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TokenizerConfig:
+    """``[tokenizer]``: byte-level BPE training and token shards."""
+
+    vocab_size: int = 4096
+    """Total vocabulary, the 256 byte tokens and the special tokens included."""
+    pattern: str = "gpt4"
+    """Pre-tokenization split: gpt2, gpt4 (cl100k-style), o200k, or a regex."""
+    special_tokens: list[str] = field(default_factory=lambda: ["<|endoftext|>"])
+    """The first one separates (and begins) documents in the token shards."""
+    max_train_bytes: int = 0
+    """Train on at most this many bytes of text, sampled deterministically (0 = all)."""
+    val_fraction: float = 0.05
+    """Share of documents held out for validation (split by document, seeded)."""
+    shard_tokens: int = 100_000_000
+    """Tokens per shard file."""
+    workers: int = 1
+    """Processes for encoding (0 = one per CPU)."""
+
+    def validate(self) -> list[str]:
+        problems = []
+        if not 256 + len(self.special_tokens) <= self.vocab_size <= 2**17:
+            problems.append(f"vocab_size: must be between 256 + specials and 131072, got {self.vocab_size}")
+        if not self.special_tokens:
+            problems.append("special_tokens: needs at least one (the document separator)")
+        if not 0 <= self.val_fraction < 1:
+            problems.append("val_fraction: must be in [0, 1)")
+        if self.shard_tokens < 1:
+            problems.append("shard_tokens: must be at least 1")
+        return problems

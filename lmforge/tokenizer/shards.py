@@ -1,0 +1,67 @@
+"""Token shards in llm.c's format: a 256 x int32 header, then the tokens.
+
+Header: ``[0]`` magic 20240520, ``[1]`` version (1: uint16 tokens, 2: uint32 tokens for a vocab
+over 65,535), ``[2]`` token count. One line reads a shard: ``np.memmap(path, dtype=np.uint16,
+mode="r", offset=1024)``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lmforge.errors import LmforgeError
+from lmforge.rundir import atomic_path
+
+MAGIC = 20240520
+HEADER_INTS = 256
+HEADER_BYTES = HEADER_INTS * 4
+VERSION_DTYPES = {1: np.uint16, 2: np.uint32}
+
+
+def dtype_for_vocab(vocab_size: int) -> type:
+    return np.uint16 if vocab_size <= 2**16 else np.uint32
+
+
+def write_shard(path: str | os.PathLike, tokens: np.ndarray | list[int], vocab_size: int) -> None:
+    """Write ``tokens`` to ``path`` atomically (temp name, then rename)."""
+    dtype = dtype_for_vocab(vocab_size)
+    arr = np.asarray(tokens)
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        raise ValueError(f"token id out of range for vocab {vocab_size}")
+    header = np.zeros(HEADER_INTS, dtype=np.int32)
+    header[0], header[1], header[2] = MAGIC, 1 if dtype is np.uint16 else 2, arr.size
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(header.tobytes())
+            f.write(arr.astype(dtype, copy=False).tobytes())
+
+
+def read_header(path: str | os.PathLike) -> tuple[int, int]:
+    """Return (version, token count) after checking the magic and the file size."""
+    path = Path(path)
+    if not path.is_file():
+        raise LmforgeError(f"{path}: token shard not found (run `lmforge tokenize` first)")
+    size = path.stat().st_size
+    if size < HEADER_BYTES:
+        raise LmforgeError(f"{path}: truncated token shard ({size} bytes, header needs {HEADER_BYTES}); rerun tokenize")
+    header = np.fromfile(path, dtype=np.int32, count=HEADER_INTS)
+    if header[0] != MAGIC:
+        raise LmforgeError(f"{path}: not a token shard (magic {header[0]}, expected {MAGIC})")
+    version, count = int(header[1]), int(header[2])
+    if version not in VERSION_DTYPES:
+        raise LmforgeError(f"{path}: unknown token shard version {version} (this lmforge reads 1 and 2)")
+    expected = HEADER_BYTES + count * np.dtype(VERSION_DTYPES[version]).itemsize
+    if size != expected:
+        raise LmforgeError(f"{path}: corrupt token shard: header says {count} tokens ({expected} bytes), file has {size}; rerun tokenize")
+    return version, count
+
+
+def read_shard(path: str | os.PathLike) -> np.ndarray:
+    """Memory-map a shard's tokens (read-only), after validating its header."""
+    version, count = read_header(path)
+    if count == 0:
+        return np.zeros(0, dtype=VERSION_DTYPES[version])
+    return np.memmap(path, dtype=VERSION_DTYPES[version], mode="r", offset=HEADER_BYTES, shape=(count,))
