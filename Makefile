@@ -1,0 +1,39 @@
+# Two commands do all set-up: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# torch is pinned here (the package accepts a range) so that the dev/CI path takes the CPU build.
+TORCH  := torch==2.13.0
+
+.PHONY: install demo test bench python3-doc clean-runs
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+# The demo website is Debian's Python documentation, served on 127.0.0.1.
+python3-doc:
+	@if ls /usr/share/doc/python3*/html/index.html >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc; \
+	else echo "python3-doc is missing; install it with:  sudo apt-get install python3-doc"; exit 1; fi
+
+demo: install python3-doc
+	$(BIN)/lmforge run configs/demo.toml
+
+test: install python3-doc
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
+
+bench: install python3-doc
+	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean-runs:
+	rm -rf runs/
