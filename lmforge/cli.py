@@ -53,9 +53,22 @@ def _cmd_run(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     rd = run_pipeline(cfg, force=args.force, only=args.only, until=args.until)
-    if rd.report.exists():
-        print(f"report: {rd.report}")
+    _print_summary(rd)
     return 0
+
+
+def _print_summary(rd) -> None:
+    """End a run with what a person came for: where the report is and what the model writes."""
+    import json
+
+    if rd.samples.exists():
+        data = json.loads(rd.samples.read_text(encoding="utf-8"))
+        texts = [(p["prompt"], s) for p in data.get("prompts", []) for s in p.get("samples", [])]
+        print("\nsampled continuations:")
+        for i, (prompt, text) in enumerate(texts[:3], 1):
+            print(f"--- {i} ---\n{prompt}{text}")
+    if rd.report.exists():
+        print(f"\nreport: {rd.report}")
 
 
 def _register_report(subparsers) -> None:

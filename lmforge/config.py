@@ -61,7 +61,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> RunConfig:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
     problems: list[str] = []
     for item in overrides:
-        _apply_override(data, item, problems)
+        apply_override(data, item, problems)
     cfg = from_dict(RunConfig, data, str(path), problems)
     if problems:
         raise ConfigError(problems)
@@ -77,7 +77,7 @@ def config_from_dict(data: dict, origin: str = "<dict>") -> RunConfig:
     return cfg
 
 
-def _apply_override(data: dict, item: str, problems: list[str]) -> None:
+def apply_override(data: dict, item: str, problems: list[str]) -> None:
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
         problems.append(f"--set {item!r}: expected section.key=value, e.g. train.max_steps=50")
@@ -102,7 +102,7 @@ def from_dict(cls: type, data: Any, origin: str, problems: list[str], prefix: st
     Each problem reads ``<origin>: <dotted.key>: <what is wrong>``.
     """
     if not isinstance(data, dict):
-        problems.append(f"{origin}: {prefix or '<top>'}: expected a table, got {data!r}")
+        problems.append(TypeProblem(f"{origin}: {prefix or '<top>'}: expected a table, got {data!r}"))
         return cls()
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
@@ -114,10 +114,14 @@ def from_dict(cls: type, data: Any, origin: str, problems: list[str], prefix: st
         kwargs[key] = _coerce(hints[key], value, origin, f"{prefix}{key}", problems)
     obj = cls(**kwargs)
     validate = getattr(obj, "validate", None)
-    # Value checks assume well-typed fields, so they run only when the types were right.
-    if validate is not None and len(problems) == before:
+    # Value checks assume well-typed fields, so they run only when this table's types were right.
+    if validate is not None and not any(isinstance(p, TypeProblem) for p in problems[before:]):
         problems.extend(f"{origin}: {prefix}{msg}" for msg in validate())
     return obj
+
+
+class TypeProblem(str):
+    """A problem that leaves a field of the wrong type (so value checks on that table are skipped)."""
 
 
 def _suggest(key: str, names: list[str]) -> str:
@@ -135,13 +139,13 @@ def _coerce(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> 
         return None if value is None else _coerce(options[0], value, origin, key, problems)
     if kind is list:
         if not isinstance(value, list):
-            problems.append(f"{origin}: {key}: expected a list, got {value!r}")
+            problems.append(TypeProblem(f"{origin}: {key}: expected a list, got {value!r}"))
             return []
         (item_tp,) = typing.get_args(tp)
         return [_coerce(item_tp, v, origin, f"{key}[{i}]", problems) for i, v in enumerate(value)]
     if kind is dict:
         if not isinstance(value, dict):
-            problems.append(f"{origin}: {key}: expected a table, got {value!r}")
+            problems.append(TypeProblem(f"{origin}: {key}: expected a table, got {value!r}"))
             return {}
         _, value_tp = typing.get_args(tp)
         return {k: _coerce(value_tp, v, origin, f"{key}.{k}", problems) for k, v in value.items()}
@@ -153,7 +157,7 @@ def _coerce_scalar(tp: Any, value: Any, origin: str, key: str, problems: list[st
         return float(value)
     if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
-    problems.append(f"{origin}: {key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})")
+    problems.append(TypeProblem(f"{origin}: {key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})"))
     return value
 
 
@@ -188,3 +192,4 @@ def _toml_value(value: Any) -> str:
 
 def _toml_key(key: str) -> str:
     return key if key.replace("_", "").replace("-", "").isalnum() else _toml_value(key)
+

@@ -21,7 +21,8 @@ class RawRecord:
     content_type: str = ""
     """MIME type without parameters, lower case (``text/html``)."""
     charset: str | None = None
-    """Charset named by the HTTP header, if any."""
+    """Charset named by the HTTP header, else the one lmforge's crawler identified
+    (``WARC-Identified-Content-Charset``), else None; pass it to ``decode_html``."""
     date: str = ""
     path: str = ""
     """The file the record came from."""

@@ -65,3 +65,36 @@ def read_shard(path: str | os.PathLike) -> np.ndarray:
     if count == 0:
         return np.zeros(0, dtype=VERSION_DTYPES[version])
     return np.memmap(path, dtype=VERSION_DTYPES[version], mode="r", offset=HEADER_BYTES, shape=(count,))
+
+
+class StreamingShard:
+    """A shard written piece by piece (memory stays one piece), atomically: the tokens go to a
+    temporary file after a placeholder header; ``close`` writes the real header and renames."""
+
+    def __init__(self, path: str | os.PathLike, vocab_size: int):
+        self.path = Path(path)
+        self.vocab_size = vocab_size
+        self.dtype = dtype_for_vocab(vocab_size)
+        self.count = 0
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._file = open(self._tmp, "wb")
+        self._file.write(b"\0" * HEADER_BYTES)
+
+    def write(self, tokens: np.ndarray) -> None:
+        if tokens.size and (tokens.min() < 0 or tokens.max() >= self.vocab_size):
+            raise ValueError(f"token id out of range for vocab {self.vocab_size}")
+        self._file.write(tokens.astype(self.dtype, copy=False).tobytes())
+        self.count += int(tokens.size)
+
+    def close(self) -> None:
+        header = np.zeros(HEADER_INTS, dtype=np.int32)
+        header[0], header[1], header[2] = MAGIC, 1 if self.dtype is np.uint16 else 2, self.count
+        self._file.seek(0)
+        self._file.write(header.tobytes())
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)

@@ -34,6 +34,8 @@ class TrainConfig:
     compile: bool = False
     threads: int = 0
     """torch CPU threads (0 = torch's default)."""
+    peak_flops: float = 0.0
+    """Peak FLOP/s of one process, for the MFU column (0 = a table of GPUs, or ~100 GFLOP/s per CPU thread)."""
     mixture: dict[str, float] = field(default_factory=dict)
     """Sampling weight per source; empty weighs sources by their token counts."""
     epochs: dict[str, float] = field(default_factory=dict)
@@ -48,5 +50,10 @@ class TrainConfig:
             problems.append("lr must be > 0 and min_lr_ratio in [0, 1]")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"dtype: {self.dtype!r} is not one of auto, float32, bfloat16, float16")
+        if self.peak_flops < 0 or self.threads < 0 or self.eval_every < 0 or self.checkpoint_every < 0:
+            problems.append("peak_flops, threads, eval_every, checkpoint_every: must be >= 0")
+        if self.warmup_steps < 0 or self.eval_batches < 0 or self.log_every < 1:
+            problems.append("warmup_steps, eval_batches: must be >= 0; log_every: at least 1")
+        problems += [f"epochs.{k}: must be > 0" for k, v in self.epochs.items() if v <= 0]
         problems += [f"mixture.{k}: weight must be > 0" for k, v in self.mixture.items() if v <= 0]
         return problems

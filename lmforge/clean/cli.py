@@ -1,0 +1,67 @@
+"""`lmforge clean`: clean archives into Parquet documents without a full run config.
+
+    lmforge clean --input 'data/*.warc.gz' --out runs/cc --languages en,ko --workers 0
+
+writes ``runs/cc/docs/*.parquet``, ``runs/cc/rejects/*.parquet`` and ``runs/cc/stats/clean.json``.
+In a config-driven run the same stage is ``lmforge run CONFIG --only clean``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    from lmforge.cli import add_override_args
+
+    p = subparsers.add_parser("clean", help="extract, filter, deduplicate and mask raw records into Parquet docs",
+                              description="Clean WARC/WET/HTML/JSONL/Parquet inputs into docs/*.parquet "
+                                          "(and rejects/*.parquet with the reason of each drop).")
+    p.add_argument("--input", action="append", required=True, metavar="GLOB",
+                   help="a file, folder or glob (repeatable), e.g. 'crawl/*.warc.gz'")
+    p.add_argument("--format", default="auto", help="auto, warc, wet, arc, html, jsonl, parquet (default: auto)")
+    p.add_argument("--source", default="", help="source name for mixtures (default: the input's stem)")
+    p.add_argument("--text-field", default="text", help="text column of JSONL/Parquet inputs")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (a run directory)")
+    p.add_argument("--languages", default=None,
+                   help="comma-separated ISO 639-1 codes to keep, e.g. en,ko; '' keeps all (default: en)")
+    p.add_argument("--workers", type=int, default=1, help="processes (0 = one per CPU; default 1)")
+    p.add_argument("--no-quality", action="store_true", help="skip the Gopher/FineWeb quality rules")
+    p.add_argument("--no-dedup", action="store_true", help="skip exact and MinHash deduplication")
+    p.add_argument("--no-pii", action="store_true", help="keep e-mails, IPs and phone numbers as they are")
+    add_override_args(p)
+    p.set_defaults(func=_cmd_clean)
+
+
+def _cmd_clean(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from lmforge.clean.pipeline import run_stage
+    from lmforge.config import config_from_dict
+    from lmforge.rundir import RunDir
+
+    cfg = config_from_dict(_config_data(args), origin="lmforge clean")
+    rd = RunDir(Path(args.out))
+    stats = run_stage(cfg, rd)
+    rd.mark_complete("clean", stats)
+    print(f"kept {stats['docs']} of {stats['records']} records -> {rd.docs} (rejects: {rd.rejects}, "
+          f"stats: {rd.stats / 'clean.json'})")
+    return 0
+
+
+def _config_data(args: argparse.Namespace) -> dict:
+    from lmforge.config import apply_override
+    from lmforge.errors import ConfigError
+
+    clean = {"inputs": [{"path": p, "format": args.format, "source": args.source, "text_field": args.text_field}
+                        for p in args.input],
+             "workers": args.workers, "quality_filter": not args.no_quality, "exact_dedup": not args.no_dedup,
+             "minhash_dedup": not args.no_dedup, "pii": not args.no_pii}
+    if args.languages is not None:
+        clean["languages"] = [code.strip() for code in args.languages.split(",") if code.strip()]
+    data, problems = {"clean": clean}, []
+    for item in args.overrides:
+        apply_override(data, item, problems)
+    if problems:
+        raise ConfigError(problems)
+    return data

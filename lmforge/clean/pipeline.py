@@ -1,0 +1,400 @@
+"""The clean stage: raw records -> extract -> URL, language, quality filters -> PII -> dedup -> Parquet.
+
+Per-document steps run shard by shard (a shard is a group of input files, or a slice of one
+file), in this process, a local process pool or Ray tasks: the same :func:`process_shard` in
+each. Dedup needs the global view, so it runs afterwards in one process over the documents in
+input order; the expensive part of it (hashes and MinHash signatures) is computed in the shards.
+PII is masked before dedup, so pages that differ only by an address count as duplicates.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lmforge.clean.config import CleanConfig, InputSpec
+from lmforge.clean.document import Document, Reject
+from lmforge.clean.stats import CleanStats
+from lmforge.errors import LmforgeError
+
+DOCS_PER_FILE = 50_000
+"""Rows per Parquet file in docs/ and rejects/ (a few hundred MB of text at most)."""
+REJECT_TEXT_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class InputFile:
+    index: int
+    path: str
+    format: str
+    source: str
+    text_field: str
+
+
+@dataclass
+class Shard:
+    """Input files read whole (``n_slices == 1``) or every ``n_slices``-th record from ``slice``."""
+
+    index: int
+    files: list[InputFile]
+    slice: int = 0
+    n_slices: int = 1
+
+
+@dataclass
+class ShardResult:
+    docs: list[Document] = field(default_factory=list)
+    rejects: list[Reject] = field(default_factory=list)
+    stats: CleanStats = field(default_factory=CleanStats)
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def run_stage(cfg, rd) -> dict:
+    """Clean ``cfg.clean.inputs`` (or this run's crawl) into ``rd.docs`` and ``rd.rejects``; return stats."""
+    c: CleanConfig = cfg.clean
+    files = resolve_inputs(c, rd)
+    if c.executor == "ray":
+        _import_ray()  # fail before emptying the output folders
+    rd.reset_dir(rd.docs)
+    rd.reset_dir(rd.rejects)
+    workers = c.workers or os.cpu_count() or 1
+    shards = plan_shards(files, workers if c.executor == "local" else max(workers, 2))
+    t0 = time.perf_counter()
+    results = run_shards(shards, c, workers)
+    stats, docs, rejects = CleanStats(), [], []
+    for result in results:
+        stats.merge(result.stats)
+        docs += result.docs
+        rejects += result.rejects
+    docs.sort(key=lambda d: d.order)
+    docs = deduplicate(docs, c, stats, rejects)
+    _count_outputs(docs, stats)
+    rejects.sort(key=lambda r: r.order)
+    write_docs(docs, rd.docs)
+    write_rejects(rejects, rd.rejects)
+    out = stats.as_dict()
+    out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
+               docs_per_second=round(stats.totals["records"] / max(time.perf_counter() - t0, 1e-9), 1))
+    _log_funnel(out)
+    return out
+
+
+def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:
+    """The input files in order: ``[[clean.inputs]]``, else this run's ``crawl/*.warc.gz`` as 'web'."""
+    from lmforge.collect.readers import expand_inputs
+
+    specs = c.inputs
+    if not specs:
+        if not sorted(Path(rd.crawl).glob("*.warc.gz")):
+            raise LmforgeError(f"clean: nothing to clean: no {rd.crawl}/*.warc.gz and no [[clean.inputs]]; "
+                               "set [collect] seeds (or serve_demo = true) to crawl, or add [[clean.inputs]] "
+                               "with path = 'data/*.warc.gz'")
+        specs = [InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web")]
+    files = []
+    for spec in specs:
+        for path in expand_inputs(spec.path):
+            files.append(InputFile(len(files), str(path), spec.format, spec.source or _source_name(spec.path),
+                                   spec.text_field))
+    return files
+
+
+def _source_name(pattern: str) -> str:
+    """``data/site.warc.gz`` -> site, ``data/html/`` -> html, ``data/*.jsonl`` -> data."""
+    if "://" in pattern and not any(ch in pattern for ch in "*?["):
+        return pattern.rstrip("/").rsplit("/", 1)[-1].split(".")[0] or "input"
+    path = Path(pattern)
+    if any(ch in pattern for ch in "*?["):
+        path = next((p for p in path.parents if not any(ch in str(p) for ch in "*?[")), Path("."))
+        return path.resolve().name or "input"
+    return path.name.split(".")[0] if path.is_file() else path.resolve().name
+
+
+def plan_shards(files: list[InputFile], workers: int) -> list[Shard]:
+    """About four shards per worker (so a slow shard does not hold the rest back).
+
+    Many small files are grouped in runs of neighbours; a few big files are cut into slices
+    that each take every n-th record.
+    """
+    if workers <= 1:
+        return [Shard(i, [f]) for i, f in enumerate(files)]
+    target = workers * 4
+    if len(files) >= target:
+        per = math.ceil(len(files) / target)
+        return [Shard(i, files[j:j + per]) for i, j in enumerate(range(0, len(files), per))]
+    n_slices = math.ceil(target / len(files))
+    return [Shard(i * n_slices + s, [f], s, n_slices) for i, f in enumerate(files) for s in range(n_slices)]
+
+
+def run_shards(shards: list[Shard], c: CleanConfig, workers: int) -> list[ShardResult]:
+    """Results in shard order, from this process (1 worker), a process pool, or Ray."""
+    from tqdm import tqdm
+
+    bar = tqdm(unit="record", desc="clean", disable=None, leave=False)
+    try:
+        if c.executor == "ray":
+            return _run_ray(shards, c, bar)
+        if workers <= 1 or len(shards) <= 1:
+            return [process_shard(s, c, progress=bar.update) for s in shards]
+        return _run_pool(shards, c, workers, bar)
+    finally:
+        bar.close()
+
+
+def _tick(bar, result: ShardResult) -> ShardResult:
+    bar.update(result.stats.totals["records"])
+    return result
+
+
+def _run_pool(shards, c, workers, bar) -> list[ShardResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # spawn, not fork: the parent may hold threads (tqdm's monitor), which fork does not copy safely.
+    with ProcessPoolExecutor(min(workers, len(shards)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(process_shard, s, c): s.index for s in shards}
+        results = {}
+        for future in as_completed(futures):
+            results[futures[future]] = _tick(bar, future.result())
+    return [results[s.index] for s in shards]
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise LmforgeError("clean: executor = 'ray' needs Ray: pip install 'lmforge[ray]' "
+                           "(or set [clean] executor = 'local')") from None
+    return ray
+
+
+def _run_ray(shards, c, bar) -> list[ShardResult]:
+    ray = _import_ray()
+    if not ray.is_initialized():
+        ray.init(ignore_reinit_error=True, log_to_driver=False)
+    task = ray.remote(process_shard)
+    refs = [task.remote(s, c) for s in shards]
+    results = []
+    for ref in refs:
+        results.append(_tick(bar, ray.get(ref)))
+    return results
+
+
+# ---------------------------------------------------------------- one shard
+
+
+def process_shard(shard: Shard, c: CleanConfig, progress=None) -> ShardResult:
+    """Extract, filter, mask and sign every record of ``shard``; picklable in and out.
+
+    ``progress(1)`` is called per record when given (in-process runs drive a progress bar with it).
+    """
+    from lmforge.collect.readers import iter_records
+
+    result = ShardResult()
+    steps = build_filters(c)
+    for f in shard.files:
+        for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
+            if i % shard.n_slices == shard.slice:
+                _process_record(record, f, i, steps, c, result)
+                if progress is not None:
+                    progress(1)
+    return result
+
+
+def build_filters(c: CleanConfig) -> list:
+    """The per-document filters configured in ``c``, in the order they run."""
+    from lmforge.clean.filters.language import LanguageFilter
+    from lmforge.clean.filters.quality import GopherQualityFilter
+    from lmforge.clean.filters.url import URLFilter
+
+    steps = []
+    if c.url_block_domains or c.url_block_patterns:
+        steps.append(URLFilter(c.url_block_domains, c.url_block_patterns))
+    steps.append(LanguageFilter(c.languages, c.min_language_score))
+    if c.quality_filter:
+        steps.append(GopherQualityFilter(
+            min_words=c.min_words, max_words=c.max_words, min_mean_word_length=c.min_mean_word_length,
+            max_mean_word_length=c.max_mean_word_length, max_symbol_word_ratio=c.max_symbol_word_ratio,
+            max_bullet_lines_ratio=c.max_bullet_lines_ratio, max_ellipsis_lines_ratio=c.max_ellipsis_lines_ratio,
+            min_alpha_words_ratio=c.min_alpha_words_ratio, min_stop_words=c.min_stop_words,
+            min_punct_lines_ratio=c.min_punct_lines_ratio, max_duplicate_lines_ratio=c.max_duplicate_lines_ratio,
+            max_duplicate_line_chars_ratio=c.max_duplicate_line_chars_ratio))
+    return steps
+
+
+def _process_record(record, f: InputFile, index: int, steps: list, c: CleanConfig, result: ShardResult) -> None:
+    stats = result.stats
+    size = len(record.body) if record.body is not None else len((record.text or "").encode("utf-8"))
+    stats.totals.update(records=1, bytes_in=size)
+    stats.sources[f.source].update(records=1, bytes_in=size)
+    doc = extract_document(record, f.source, (f.index, index), stats, result.rejects, c.extract_fast)
+    if doc is None or not all(apply_filter(step, doc, stats, result.rejects) for step in steps):
+        return
+    if c.pii:
+        _mask(doc, stats)
+    _sign(doc, c, stats)
+    result.docs.append(doc)
+
+
+def extract_document(record, source: str, order: tuple[int, int], stats: CleanStats,
+                     rejects: list[Reject], fast: bool = False) -> Document | None:
+    """The record as a Document (HTML extracted), or None with a reject.
+
+    Reasons: ``http_status`` (a response other than 2xx: error pages, redirects), ``non_html``
+    (neither text nor HTML), ``extraction_error`` (the parser failed on the page),
+    ``empty_extraction`` (no main text found).
+    """
+    from lmforge.clean.extract import HTML_TYPES, extract_text
+    from lmforge.collect.charset import decode_html
+
+    t0 = time.perf_counter()
+    counts = stats.step("extract")
+    counts["in"] += 1
+    doc = Document(record.id, record.url, source, "", date=record.date, order=order)
+    status = record.extra.get("status") or 200
+    reason, detail, raw = None, record.content_type, ""
+    if not 200 <= status < 300:
+        reason, detail = "http_status", str(status)
+    elif record.text is not None:
+        doc.text = record.text.strip()
+    elif record.body is not None and (record.content_type in HTML_TYPES or _looks_like_html(record)):
+        raw = decode_html(record.body, record.charset)
+        try:
+            doc.text = extract_text(raw, record.url or None, fast)
+        except Exception as exc:  # one malformed page must not end the shard; it is counted and kept
+            reason, detail = "extraction_error", f"{type(exc).__name__}: {exc}"[:200]
+    else:
+        reason = "non_html"
+    if reason is None and not doc.text:
+        reason = "empty_extraction"
+    stats.seconds["extract"] += time.perf_counter() - t0
+    if reason:
+        counts[f"dropped_{reason}"] += 1
+        rejects.append(Reject(doc.id, doc.url, source, "extract", reason, detail, raw[:REJECT_TEXT_CHARS], order))
+        return None
+    counts["out"] += 1
+    return doc
+
+
+def _looks_like_html(record) -> bool:
+    return not record.content_type and record.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
+
+
+def apply_filter(step, doc: Document, stats: CleanStats, rejects: list[Reject]) -> bool:
+    """Run ``step.filter(doc)``; count ``in``/``out``/``dropped_<reason>`` and keep the reject."""
+    counts = stats.step(step.name)
+    counts["in"] += 1
+    t0 = time.perf_counter()
+    verdict = step.filter(doc)
+    stats.seconds[step.name] += time.perf_counter() - t0
+    if verdict is True:
+        counts["out"] += 1
+        return True
+    _, reason, *detail = verdict
+    counts[f"dropped_{reason}"] += 1
+    rejects.append(Reject.of(doc, step.name, reason, str(detail[0]) if detail else "", REJECT_TEXT_CHARS))
+    return False
+
+
+def _mask(doc: Document, stats: CleanStats) -> None:
+    from lmforge.clean.pii import mask_pii
+
+    t0 = time.perf_counter()
+    counts = stats.step("pii")
+    masks = Counter()
+    doc.text = mask_pii(doc.text, masks)
+    counts.update({"in": 1, "out": 1, **{f"masked_{k}": v for k, v in masks.items()}})
+    stats.seconds["pii"] += time.perf_counter() - t0
+
+
+def _sign(doc: Document, c: CleanConfig, stats: CleanStats) -> None:
+    """Hashes for dedup, computed here so the pool does the expensive part."""
+    from lmforge.clean.dedup.exact import text_hash
+    from lmforge.clean.dedup.minhash import signature
+
+    if c.exact_dedup:
+        t0 = time.perf_counter()
+        doc.meta["sha1"] = text_hash(doc.text)
+        stats.seconds["exact_dedup"] += time.perf_counter() - t0
+    if c.minhash_dedup:
+        t0 = time.perf_counter()
+        doc.meta["minhash"] = signature(doc.text, c.minhash_num_perm)
+        stats.seconds["near_dedup"] += time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------- global steps and outputs
+
+
+def deduplicate(docs: list[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> list[Document]:
+    """Exact then near dedup over ``docs`` in input order; the first of each group is kept."""
+    from lmforge.clean.dedup.exact import ExactDedup
+    from lmforge.clean.dedup.minhash import MinHashDedup
+
+    steps = ([ExactDedup()] if c.exact_dedup else []) + \
+        ([MinHashDedup(c.minhash_threshold, c.minhash_num_perm)] if c.minhash_dedup else [])
+    for step in steps:
+        docs = [d for d in docs if apply_filter(step, d, stats, rejects)]
+    return docs
+
+
+def _count_outputs(docs: list[Document], stats: CleanStats) -> None:
+    for doc in docs:
+        size = len(doc.text.encode("utf-8"))
+        stats.totals.update(docs=1, bytes_out=size)
+        stats.sources[doc.source].update(docs=1, bytes_out=size)
+    stats.totals.setdefault("docs", 0)
+    stats.totals.setdefault("bytes_out", 0)
+
+
+DOC_COLUMNS = ("id", "url", "source", "text", "language", "language_score", "n_words", "date")
+REJECT_COLUMNS = ("id", "url", "source", "step", "reason", "detail", "text")
+
+
+def write_docs(docs: list[Document], folder: Path) -> list[Path]:
+    """``docs/part-NNNNN.parquet`` (one file even when empty, so the schema is always there)."""
+    import pyarrow as pa
+
+    schema = pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.string()), ("text", pa.string()),
+                        ("language", pa.string()), ("language_score", pa.float64()), ("n_words", pa.int64()),
+                        ("date", pa.string())])
+    rows = [{"id": d.id, "url": d.url, "source": d.source, "text": d.text, "language": d.language,
+             "language_score": d.language_score, "n_words": d.n_words, "date": d.date} for d in docs]
+    return _write_parquet(rows, schema, Path(folder))
+
+
+def write_rejects(rejects: list[Reject], folder: Path) -> list[Path]:
+    import pyarrow as pa
+
+    schema = pa.schema([(name, pa.string()) for name in REJECT_COLUMNS])
+    rows = [{name: getattr(r, name) for name in REJECT_COLUMNS} for r in rejects]
+    return _write_parquet(rows, schema, Path(folder))
+
+
+def _write_parquet(rows: list[dict], schema, folder: Path) -> list[Path]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmforge.rundir import atomic_path
+
+    paths = []
+    for n, start in enumerate(range(0, max(len(rows), 1), DOCS_PER_FILE)):
+        path = folder / f"part-{n:05d}.parquet"
+        with atomic_path(path) as tmp:
+            pq.write_table(pa.Table.from_pylist(rows[start:start + DOCS_PER_FILE], schema=schema), tmp,
+                           compression="zstd")
+        paths.append(path)
+    return paths
+
+
+def _log_funnel(stats: dict) -> None:
+    for name, counts in stats["steps"].items():
+        drops = ", ".join(f"{k[8:]}={v}" for k, v in counts.items() if k.startswith("dropped_"))
+        print(f"[clean] {name:<12} in={counts['in']:<7} out={counts['out']:<7} {drops}".rstrip())
+    if not stats["docs"]:
+        print("[clean] warning: no document kept; the reasons are in rejects/*.parquet and stats/clean.json "
+              "(languages, min_words and the quality thresholds are the usual suspects)")

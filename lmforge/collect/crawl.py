@@ -1,0 +1,491 @@
+"""The crawl stage: a polite, resumable crawler that writes what it fetches as WARC files.
+
+Threads, each with its own ``requests.Session`` (keep-alive connection pools; requests is
+already a dependency and lets us stream a body and stop past a size limit), take URLs from a
+:class:`Frontier` that enforces per-host concurrency and delay. Every exchange (pages, error
+pages and each redirect hop) is written as a response + request record pair; the journal under
+``state/`` makes a rerun continue where a killed crawl stopped (see warcout.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+from lmforge.collect.config import CollectConfig
+from lmforge.collect.urls import Scope, host_of, normalize_url, page_links
+from lmforge.errors import LmforgeError
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+@dataclass
+class Item:
+    url: str
+    depth: int
+    chain: tuple = ()
+    """URLs of the redirect hops that led here (to stop loops)."""
+    prev_time: float = 0.0
+
+
+@dataclass
+class Fetched:
+    """One HTTP exchange: what is written to the WARC file."""
+
+    status: int
+    reason: str
+    protocol: str
+    headers: list
+    body: bytes
+    request_headers: list
+    retry_after: float | None = None
+
+    def header(self, name: str) -> str:
+        name = name.lower()
+        return next((v for k, v in self.headers if k.lower() == name), "")
+
+
+class Skip(Exception):
+    """A page not recorded, for a counted reason (too_large, non_html)."""
+
+
+class Frontier:
+    """URLs waiting, per host; ``take`` hands out one whose host is free and rested, or waits."""
+
+    def __init__(self, per_host_concurrency: int, default_delay: float):
+        self.cond = threading.Condition()
+        self.queues: dict[str, deque] = {}
+        self.active: Counter = Counter()
+        self.next_time: dict[str, float] = {}
+        self.last_start: dict[str, float] = {}
+        self.delays: dict[str, float] = {}
+        self.per_host, self.default_delay = per_host_concurrency, default_delay
+        self.in_flight = 0
+        self.stopped = False
+
+    def push(self, item: Item) -> None:
+        with self.cond:
+            self.queues.setdefault(host_of(item.url), deque()).append(item)
+            self.cond.notify()
+
+    def pending(self) -> int:
+        return sum(len(q) for q in self.queues.values())
+
+    def take(self, budget_left) -> Item | None:
+        """The next URL to fetch; None when the crawl is over (empty, stopped or out of budget)."""
+        with self.cond:
+            while not self.stopped:
+                wait = None
+                if budget_left(self.in_flight):
+                    item, wait = self._ready()
+                    if item is not None:
+                        return item
+                    if wait is None and not self.queues and self.in_flight == 0:
+                        return None
+                elif self.in_flight == 0:
+                    return None
+                self.cond.wait(timeout=wait if wait is None else max(wait, 0.001))
+            return None
+
+    def _ready(self) -> tuple[Item | None, float | None]:
+        now, wait = time.monotonic(), None
+        for host in list(self.queues):
+            queue = self.queues[host]
+            if not queue:
+                del self.queues[host]
+                continue
+            if self.active[host] >= self.per_host:
+                continue
+            at = self.next_time.get(host, 0.0)
+            if at > now:
+                wait = at - now if wait is None else min(wait, at - now)
+                continue
+            item = queue.popleft()
+            self.queues[host] = self.queues.pop(host)  # round robin: this host goes last
+            item.prev_time = at
+            self.active[host] += 1
+            self.in_flight += 1
+            self.last_start[host] = now
+            self.next_time[host] = now + self.delays.get(host, self.default_delay)
+            return item, None
+        return None, wait
+
+    def set_delay(self, host: str, delay: float) -> None:
+        with self.cond:
+            if self.delays.get(host) != delay:
+                self.delays[host] = delay
+                self.next_time[host] = self.last_start.get(host, 0.0) + delay
+
+    def reserve(self, host: str) -> float:
+        """Book the host's next turn for a retry; return the seconds to wait for it."""
+        with self.cond:
+            now = time.monotonic()
+            at = max(now, self.next_time.get(host, 0.0))
+            self.next_time[host] = self.last_start[host] = at
+            self.next_time[host] = at + self.delays.get(host, self.default_delay)
+            return at - now
+
+    def release(self, item: Item, requested: bool) -> None:
+        host = host_of(item.url)
+        with self.cond:
+            self.active[host] -= 1
+            self.in_flight -= 1
+            if not requested:  # nothing was sent: give the host its turn back
+                self.next_time[host] = item.prev_time
+            self.cond.notify_all()
+
+    def stop(self) -> None:
+        with self.cond:
+            self.stopped = True
+            self.cond.notify_all()
+
+
+def backoff_seconds(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter")."""
+    return random.uniform(0, min(cap, base * 2 ** attempt))
+
+
+def parse_retry_after(value: str) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    import email.utils
+
+    value = (value or "").strip()
+    if not value:
+        return None
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time()) if when else None
+
+
+def load_seeds(cfg: CollectConfig) -> list[str]:
+    seeds = list(cfg.seeds)
+    if cfg.seeds_file:
+        path = Path(cfg.seeds_file)
+        if not path.is_file():
+            raise LmforgeError(f"seeds_file {path}: no such file (one URL per line)")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                seeds.append(line)
+    bad = [s for s in seeds if normalize_url(s) is None]
+    if bad:
+        raise LmforgeError(f"seed {bad[0]!r} is not an http(s) URL; give full URLs like https://example.org/")
+    return seeds
+
+
+def run_stage(cfg, rd) -> dict:
+    """The pipeline stage: crawl ``cfg.collect`` into ``rd.crawl``; resumes an interrupted crawl."""
+    collect = cfg.collect
+    if not (collect.seeds or collect.seeds_file or collect.serve_demo):
+        return {"skipped": "no seeds"}
+    rd.crawl.mkdir(parents=True, exist_ok=True)
+    if not collect.serve_demo:
+        return crawl(collect, rd.crawl, load_seeds(collect))
+    from lmforge.collect.demo_site import serve_demo
+
+    with serve_demo(collect.demo_root or None, state_dir=rd.crawl / "state") as base:
+        return crawl(collect, rd.crawl, [base + "/", *load_seeds(collect)])
+
+
+def crawl(cfg: CollectConfig, out_dir: str | Path, seeds: list[str], progress: bool = True) -> dict:
+    """Crawl from ``seeds`` into ``out_dir/*.warc.gz``; returns the stats of this run."""
+    return Crawler(cfg, Path(out_dir), seeds, progress).run()
+
+
+class Crawler:
+    """One crawl: frontier, robots cache, WARC writer, journal and counters."""
+
+    def __init__(self, cfg: CollectConfig, out_dir: Path, seeds: list[str], progress: bool = True):
+        from lmforge.collect.robots import RobotsCache
+        from lmforge.collect.warcout import Journal, RotatingWarcWriter, repair_open_files, warcinfo_fields
+
+        self.cfg, self.out_dir, self.progress = cfg, out_dir, progress
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.seeds = [normalize_url(s, cfg.sort_query) for s in seeds]
+        self.scope = Scope(cfg.scope, self.seeds, cfg.allowed_hosts, cfg.include, cfg.exclude)
+        self.robots = RobotsCache(cfg.user_agent, (cfg.connect_timeout, cfg.read_timeout), cfg.obey_robots)
+        self.frontier = Frontier(cfg.per_host_concurrency, cfg.per_host_delay)
+        self.lock = threading.Lock()  # seen set and counters
+        self.io_lock = threading.Lock()  # WARC file and journal, in the order they are written
+        self.stats = Counter()
+        self.by_status: Counter = Counter()
+        self.errors: Counter = Counter()
+        events = Journal.read(out_dir / "state" / "journal.jsonl")
+        self.repaired = repair_open_files(out_dir, events)
+        self.journal = Journal(out_dir / "state" / "journal.jsonl")
+        self.writer = RotatingWarcWriter(out_dir, cfg.warc_max_bytes,
+                                         warcinfo_fields(cfg.user_agent, "obey" if cfg.obey_robots else "ignore"))
+        self.seen: set[str] = set()
+        self._resume(events)
+
+    def _resume(self, events: list[dict]) -> None:
+        """Rebuild seen/done sets and the frontier from the journal, then queue new seeds."""
+        done, queued = set(), []
+        self.prev_pages = self.prev_bytes = 0
+        for ev in events:
+            if ev.get("ev") == "add":
+                self.seen.add(ev["url"])
+                queued.append(ev)
+            elif ev.get("ev") in ("done", "skip"):
+                done.add(ev["url"])
+                self.prev_pages += ev.get("page", 0)
+                self.prev_bytes += ev.get("bytes", 0)
+        self.resumed = bool(events)
+        for ev in queued:
+            if ev["url"] not in done and ev["url"] in self.scope:
+                self.frontier.push(Item(ev["url"], ev["depth"]))
+        for seed in self.seeds:
+            self._enqueue(seed, 0)
+
+    def _enqueue(self, url: str, depth: int, chain: tuple = ()) -> None:
+        self._enqueue_many([url], depth, chain)
+
+    def _enqueue_many(self, urls: list[str], depth: int, chain: tuple = ()) -> None:
+        """Queue the URLs not seen before and in scope (one lock round for a page's links)."""
+        new = []
+        with self.lock:
+            for url in urls:
+                if url in self.seen:
+                    continue
+                self.seen.add(url)
+                if url in self.scope:
+                    new.append(url)
+                else:
+                    self.stats["out_of_scope"] += 1
+        if not new:
+            return
+        with self.io_lock:  # journaled before queued: a resumed crawl knows every URL it promised
+            self.journal.write_many([{"ev": "add", "url": url, "depth": depth} for url in new])
+        for url in new:
+            self.frontier.push(Item(url, depth, chain))
+
+    # -- the crawl loop ---------------------------------------------------------------------
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + self.cfg.max_seconds
+        self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
+                        desc="crawl", disable=not self.progress, dynamic_ncols=True)
+        workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.cfg.concurrency)]
+        for w in workers:
+            w.start()
+        try:
+            for w in workers:
+                while w.is_alive():
+                    w.join(timeout=max(0.01, min(0.5, self.deadline - time.monotonic())))
+                    if time.monotonic() >= self.deadline and not self.frontier.stopped:
+                        self.stats["stopped_max_seconds"] = 1
+                        self.frontier.stop()
+        finally:
+            self.frontier.stop()
+            for w in workers:  # on Ctrl-C, give the pages in flight a moment to be recorded
+                w.join(timeout=2.0)
+            with self.io_lock:
+                self.writer.finish()
+                self.journal.close()
+            self.bar.close()
+        return self._report()
+
+    def _budget_left(self, in_flight: int) -> bool:
+        pages = self.prev_pages + self.stats["fetched"] + in_flight
+        return pages < self.cfg.max_pages and self.prev_bytes + self.stats["bytes"] < self.cfg.max_total_bytes
+
+    def _worker(self) -> None:
+        import requests
+
+        with requests.Session() as session:
+            session.headers.clear()
+            while (item := self.frontier.take(self._budget_left)) is not None:
+                requested = False
+                try:
+                    requested = self._process(item, session)
+                except Exception as exc:  # a bug or an odd page must not stop the other pages
+                    kind = f"error_{type(exc).__name__}"
+                    if not self.errors[kind]:  # the first of each kind with its traceback, the rest counted
+                        logging.getLogger(__name__).warning("%s: unexpected %s", item.url, kind, exc_info=True)
+                    self._skip(item.url, kind, error=True)
+                    requested = True
+                finally:
+                    self.frontier.release(item, requested)
+
+    def _process(self, item: Item, session) -> bool:
+        """Fetch one URL and record it; return whether a request went out (for politeness)."""
+        host = host_of(item.url)
+        if not self.robots.allowed(item.url, host, session):
+            self._skip(item.url, "robots_blocked")
+            return False
+        self.frontier.set_delay(host, max(self.cfg.per_host_delay, self.robots.delay(host)))
+        try:
+            fetched = self._fetch(item.url, session)
+        except Skip as why:
+            self._skip(item.url, str(why))
+            return True
+        if isinstance(fetched, str):
+            self._skip(item.url, fetched, error=True)
+            return True
+        if 300 <= fetched.status < 400 and fetched.header("Location"):
+            self._follow_redirect(item, fetched)
+            self._record(item, fetched, page=False)
+        else:
+            self._record(item, fetched, page=True)
+        return True
+
+    # -- fetching ----------------------------------------------------------------------------
+    def _fetch(self, url: str, session) -> Fetched | str:
+        """GET with retries on connection errors, timeouts, 429 and 5xx; a str names the final error."""
+        import requests
+        import urllib3
+
+        cfg = self.cfg
+        for attempt in range(cfg.retries + 1):
+            try:
+                fetched = self._attempt(url, session)
+            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+                error, wait = "timeout", None
+            except (requests.ConnectionError, urllib3.exceptions.HTTPError, requests.exceptions.ChunkedEncodingError):
+                error, wait = "connection", None
+            else:
+                if fetched.status not in RETRY_STATUSES or attempt == cfg.retries:
+                    return fetched
+                error, wait = None, fetched.retry_after
+            if attempt == cfg.retries:
+                return error
+            with self.lock:
+                self.stats["retries"] += 1
+            if wait is not None and wait > cfg.max_retry_wait:
+                return error or "retry_after_too_long"
+            time.sleep(wait if wait is not None else backoff_seconds(attempt, cfg.backoff_base, cfg.max_retry_wait))
+            time.sleep(self.frontier.reserve(host_of(url)))  # a retry is a request too: same politeness
+        return "retries_exhausted"
+
+    def _attempt(self, url: str, session) -> Fetched:
+        cfg = self.cfg
+        headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+                   "Accept-Encoding": "gzip, deflate"}
+        resp = session.get(url, headers=headers, timeout=(cfg.connect_timeout, cfg.read_timeout),
+                           allow_redirects=False, stream=True)
+        with resp:
+            got = Fetched(resp.status_code, resp.reason or "", "HTTP/1.0" if resp.raw.version == 10 else "HTTP/1.1",
+                          [(k, v) for k, v in resp.raw.headers.items() if k.lower() != "transfer-encoding"],
+                          b"", list(resp.request.headers.items()))
+            if got.status in RETRY_STATUSES:  # retried (or recorded as it is), whatever its type
+                got.retry_after = parse_retry_after(got.header("Retry-After"))
+                got.body = self._read_body(resp)
+                return got
+            ctype = got.header("Content-Type").split(";")[0].strip().lower()
+            redirect = 300 <= got.status < 400
+            if not redirect and ctype and ctype not in HTML_TYPES:
+                raise Skip("non_html")
+            length = got.header("Content-Length")
+            if length.isdigit() and int(length) > cfg.max_page_bytes:
+                raise Skip("too_large")
+            got.body = self._read_body(resp)
+        if not redirect and not ctype and not _looks_like_html(got.body):
+            raise Skip("non_html")
+        return got
+
+    def _read_body(self, resp) -> bytes:
+        """The raw payload bytes as sent (content-encoding kept), stopping past max_page_bytes."""
+        chunks, size = [], 0
+        for chunk in resp.raw.stream(65536, decode_content=False):
+            size += len(chunk)
+            if size > self.cfg.max_page_bytes:
+                raise Skip("too_large")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    # -- recording ---------------------------------------------------------------------------
+    def _record(self, item: Item, got: Fetched, page: bool) -> None:
+        from lmforge.collect.charset import detect_charset
+        from lmforge.collect.readers import decode_content_encoding
+
+        payload = decode_content_encoding(got.body, got.header("Content-Encoding"), self.cfg.max_page_bytes * 4)
+        charset = detect_charset(payload, _header_charset(got.header("Content-Type"))) if page else None
+        parts = urlsplit(item.url)
+        request = ("GET", parts.path + (f"?{parts.query}" if parts.query else ""), [("Host", parts.netloc)] +
+                   [(k, v) for k, v in got.request_headers if k.lower() != "host"])
+        # Links are journaled before the page is marked done, so a crash between loses none.
+        if page and 200 <= got.status < 300 and item.depth < self.cfg.max_depth:
+            # libxml2 reads UTF-8 bytes directly; any other charset is decoded by Python first.
+            html = payload if charset == "utf-8" else payload.decode(charset, errors="replace")
+            self._enqueue_many(page_links(html, item.url, "utf-8", self.cfg.sort_query), item.depth + 1)
+        extra = {"WARC-Identified-Content-Charset": charset} if charset else {}
+        members = self.writer.pack_exchange(
+            item.url, request, (got.protocol, f"{got.status} {got.reason}".strip(), got.headers, got.body), extra)
+        with self.io_lock:  # the page counts as fetched only once its records are flushed
+            name, end = self.writer.append(members)
+            self.journal.write(ev="done", url=item.url, file=name, end=end, status=got.status,
+                               page=int(page), bytes=len(got.body))
+        with self.lock:
+            self.stats["bytes"] += len(got.body)
+            self.by_status[str(got.status)] += 1
+            if page:
+                self.stats["fetched"] += 1
+                self.bar.update(1)
+                self._postfix()
+
+    def _follow_redirect(self, item: Item, got: Fetched) -> None:
+        target = normalize_url(urljoin(item.url, got.header("Location").strip()), self.cfg.sort_query)
+        with self.lock:
+            self.stats["redirects"] += 1
+        chain = (*item.chain, item.url)
+        if target is None:
+            self._count_error("redirect_bad_location")
+        elif target in chain:
+            self._count_error("redirect_loop")
+        elif len(chain) > self.cfg.max_redirects:
+            self._count_error("too_many_redirects")
+        else:
+            self._enqueue(target, item.depth, chain)
+
+    def _skip(self, url: str, reason: str, error: bool = False) -> None:
+        with self.io_lock:
+            self.journal.write(ev="skip", url=url, reason=reason)
+        with self.lock:
+            (self.errors if error else self.stats)[reason] += 1
+            self._postfix()
+
+    def _count_error(self, kind: str) -> None:
+        with self.lock:
+            self.errors[kind] += 1
+
+    def _postfix(self) -> None:
+        if self.progress:
+            self.bar.set_postfix(MB=f"{self.stats['bytes'] / 1e6:.1f}", errors=sum(self.errors.values()), refresh=False)
+
+    def _report(self) -> dict:
+        seconds = time.monotonic() - self.t0
+        out = {k: self.stats.get(k, 0) for k in ("fetched", "bytes", "robots_blocked", "out_of_scope", "too_large",
+                                                  "non_html", "retries", "redirects")}
+        out.update(by_status=dict(sorted(self.by_status.items())), errors=dict(self.errors),
+                   pending=self.frontier.pending(), resumed=self.resumed, previously_fetched=self.prev_pages,
+                   repaired_warc_files=self.repaired, warc_files=self.writer.files_written,
+                   crawl_seconds=round(seconds, 2), pages_per_s=round(self.stats["fetched"] / max(seconds, 1e-9), 2))
+        if self.stats.get("stopped_max_seconds"):
+            out["stopped"] = "max_seconds"
+        return out
+
+
+def _header_charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        key, _, value = param.strip().partition("=")
+        if key.lower() == "charset":
+            return value.strip("\"' ") or None
+    return None
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<meta", b"<!--", b"<title", b"<p"))

@@ -1,0 +1,62 @@
+"""robots.txt per host (RFC 9309), fetched once and cached; parsed by protego."""
+
+from __future__ import annotations
+
+import threading
+
+ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 2.5: crawlers must parse at least 500 KiB
+
+
+class RobotsCache:
+    """``allowed(url)`` and ``delay(host)`` for each ``scheme://host``, fetching robots.txt on first use.
+
+    RFC 9309 2.3.1: a 4xx answer means no rules (all allowed); a 5xx answer or no answer at all
+    means the site is unreachable, so everything on it is disallowed.
+    """
+
+    def __init__(self, user_agent: str, timeout: tuple[float, float], obey: bool = True):
+        self.user_agent, self.timeout, self.obey = user_agent, timeout, obey
+        self._rules: dict[str, object] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def rules(self, host: str, session) -> object:
+        """The parsed robots.txt of ``host`` (``None``: allow all, ``False``: disallow all)."""
+        if host in self._rules:
+            return self._rules[host]
+        with self._guard:
+            lock = self._locks.setdefault(host, threading.Lock())
+        with lock:  # one fetch per host even when many threads ask at once
+            if host not in self._rules:
+                self._rules[host] = self._fetch(host, session) if self.obey else None
+        return self._rules[host]
+
+    def _fetch(self, host: str, session):
+        import requests
+        from protego import Protego
+
+        try:
+            resp = session.get(f"{host}/robots.txt", timeout=self.timeout, stream=True,
+                               headers={"User-Agent": self.user_agent})
+            body = resp.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
+            resp.close()
+        except requests.RequestException:
+            return False
+        if resp.status_code >= 500:
+            return False
+        if resp.status_code >= 400 or resp.status_code < 200:
+            return None
+        return Protego.parse(body.decode("utf-8", errors="replace"))
+
+    def allowed(self, url: str, host: str, session) -> bool:
+        rules = self.rules(host, session)
+        if rules is None or url.endswith("/robots.txt"):
+            return True
+        return bool(rules) and rules.can_fetch(url, self.user_agent)
+
+    def delay(self, host: str) -> float:
+        """The Crawl-delay robots.txt asks of us, 0 when none (or not fetched yet)."""
+        rules = self._rules.get(host)
+        if not rules:
+            return 0.0
+        return float(rules.crawl_delay(self.user_agent) or 0.0)

@@ -1,0 +1,173 @@
+"""Crash-safe crawl output: rotating WARC files and the journal that makes a crawl resumable.
+
+A WARC file is written as ``.crawl-NNNNN.warc.gz.open`` and renamed to ``crawl-NNNNN.warc.gz``
+when closed, so a reader that globs ``*.warc.gz`` never sees a half-written file. Every record
+is its own gzip member (WARC 1.1 annex D), flushed before the journal line that says the page
+is done; so after a ``kill -9`` the journal's last offset for an open file is the end of a
+complete gzip member. Resume truncates the open file there and closes it: what lies after was
+never marked done and is fetched again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+import zlib
+from io import BytesIO
+from pathlib import Path
+
+
+WARC_NAME = "crawl-{:05d}.warc.gz"
+_INDEX = re.compile(r"crawl-(\d{5})\.warc\.gz")
+
+
+class Journal:
+    """Append-only JSON lines: ``add`` (queued URL), ``done`` (recorded page) and ``close`` events."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+    def write(self, **event) -> None:
+        self.write_many([event])
+
+    def write_many(self, events: list[dict]) -> None:
+        # One os.write, one line per event: a kill -9 can cut the last line short, never mix two.
+        if self._fd is not None:  # after close (a crawl being stopped), late events are dropped
+            os.write(self._fd, "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events).encode("utf-8"))
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @staticmethod
+    def read(path: Path) -> list[dict]:
+        """The events of a journal; a line cut short by a crash is ignored."""
+        if not path.exists():
+            return []
+        events = []
+        for line in path.read_bytes().splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+        return events
+
+
+def repair_open_files(folder: Path, events: list[dict]) -> list[str]:
+    """Close the WARC files a crash left open: keep what the journal marks done, drop the rest."""
+    ends: dict[str, int] = {}
+    for ev in events:
+        if ev.get("ev") == "done":
+            ends[ev["file"]] = max(ends.get(ev["file"], 0), ev["end"])
+    repaired = []
+    for tmp in sorted(folder.glob(".crawl-*.warc.gz.open")):
+        final = tmp.name[1:].removesuffix(".open")
+        end = ends.get(final, 0)
+        if end == 0:
+            tmp.unlink()  # nothing of it is done: every page in it will be fetched again
+            continue
+        with open(tmp, "r+b") as f:
+            f.truncate(end)
+        os.replace(tmp, folder / final)
+        repaired.append(final)
+    return repaired
+
+
+class RotatingWarcWriter:
+    """WARC/1.1 files with one gzip member per record, rotated past ``max_bytes``."""
+
+    def __init__(self, folder: Path, max_bytes: int, info: dict, level: int = 6):
+        self.folder, self.max_bytes, self.info, self.level = folder, max_bytes, info, level
+        used = [int(m.group(1)) for p in folder.glob("*crawl-*.warc.gz*") if (m := _INDEX.search(p.name))]
+        self.index = max(used, default=-1) + 1
+        self._file = None
+        self.finished = False
+        self._local = threading.local()
+        self.name = ""
+        self.files_written: list[str] = []
+
+    def _open(self) -> None:
+        self.name = WARC_NAME.format(self.index)
+        self.index += 1
+        self._file = open(self.folder / f".{self.name}.open", "wb")
+        self._file.write(self._pack(self._writer().create_warcinfo_record(self.name, self.info)))
+
+    def _writer(self):
+        """This thread's warcio writer over an emptied buffer (making one costs a gethostname call)."""
+        writer = getattr(self._local, "writer", None)
+        if writer is None:
+            from warcio.warcwriter import WARCWriter
+
+            writer = self._local.writer = WARCWriter(BytesIO(), gzip=False, warc_version="WARC/1.1")
+        writer.out.seek(0)
+        writer.out.truncate()
+        return writer
+
+    def _pack(self, record) -> bytes:
+        """One record as one gzip member. Level 6 (gzip's default) instead of warcio's 9: a third
+        of the CPU time for files 2% larger (measured on python3-doc pages)."""
+        writer = self._writer()
+        writer.write_record(record)
+        packer = zlib.compressobj(self.level, zlib.DEFLATED, 31)
+        return packer.compress(writer.out.getvalue()) + packer.flush()
+
+    def pack_exchange(self, url: str, request: tuple, response: tuple, extra_headers: dict) -> bytes:
+        """A response record and its request record as two gzip members (no lock needed).
+
+        ``request`` is (method, path, headers); ``response`` is (protocol, status line, headers, body).
+        """
+        from warcio.statusandheaders import StatusAndHeaders
+
+        factory = self._writer()
+        protocol, status_line, headers, body = response
+        http = StatusAndHeaders(status_line, headers, protocol=protocol)
+        resp = factory.create_warc_record(url, "response", payload=BytesIO(body), length=len(body),
+                                          http_headers=http, warc_headers_dict=extra_headers)
+        method, path, req_headers = request
+        req_http = StatusAndHeaders(f"{method} {path} {protocol}", req_headers, is_http_request=True)
+        req = factory.create_warc_record(url, "request", http_headers=req_http, warc_headers_dict={
+            "WARC-Concurrent-To": resp.rec_headers.get_header("WARC-Record-ID")})
+        return self._pack(resp) + self._pack(req)
+
+    def append(self, members: bytes) -> tuple[str, int]:
+        """Append packed records; return (file name, end offset) once flushed. Callers serialise."""
+        if self.finished:
+            raise RuntimeError("the crawl is over: no more records")
+        if self._file is None:
+            self._open()
+        self._file.write(members)
+        self._file.flush()
+        written = (self.name, self._file.tell())
+        if written[1] >= self.max_bytes:
+            self.close()
+        return written
+
+    def write_exchange(self, url: str, request: tuple, response: tuple, extra_headers: dict) -> tuple[str, int]:
+        return self.append(self.pack_exchange(url, request, response, extra_headers))
+
+    def finish(self) -> None:
+        """Close the current file for good (a worker still running cannot open another)."""
+        self.finished = True
+        self.close()
+
+    def close(self) -> None:
+        if self._file is None:
+            return
+        self._file.close()
+        os.replace(self.folder / f".{self.name}.open", self.folder / self.name)
+        self.files_written.append(self.name)
+        self._file = None
+
+
+def warcinfo_fields(user_agent: str, robots: str = "obey") -> dict:
+    """The warcinfo record's fields, as Common Crawl writes them (software, robots policy, format)."""
+    from lmforge import __version__
+
+    return {"software": f"lmforge/{__version__}", "format": "WARC File Format 1.1",
+            "conformsTo": "https://iipc.github.io/warc-specifications/specifications/warc-format/warc-1.1/",
+            "http-header-user-agent": user_agent, "robots": robots}

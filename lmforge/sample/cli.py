@@ -1,0 +1,103 @@
+"""`lmforge sample CHECKPOINT`, `lmforge eval CHECKPOINT` and `lmforge export-hf CHECKPOINT OUT`."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("sample", help="print continuations of a prompt from a checkpoint (streaming)")
+    p.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
+    p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
+    p.add_argument("-n", "--num-samples", type=int, default=1)
+    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=int, default=50, help="0 = off")
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=1234, help="sample i uses seed + i")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=_cmd_sample)
+
+    e = subparsers.add_parser("eval", help="loss and bits per byte of a checkpoint; few-shot probe")
+    e.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
+    e.add_argument("--text", metavar="FILE", help="evaluate on this UTF-8 text file instead of the run's val shards")
+    e.add_argument("--few-shot", action="store_true", help="also run the in-context learning probe")
+    e.add_argument("--shots", type=int, default=3)
+    e.add_argument("--device", default="cpu")
+    e.set_defaults(func=_cmd_eval)
+
+    x = subparsers.add_parser("export-hf", help="save a checkpoint as a Hugging Face LlamaForCausalLM folder")
+    x.add_argument("checkpoint")
+    x.add_argument("out", help="output folder")
+    x.set_defaults(func=_cmd_export)
+
+
+def _check_sampling(args) -> None:
+    from lmforge.errors import LmforgeError
+
+    if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1 or args.num_samples < 1:
+        raise LmforgeError("need --temperature >= 0, --top-k >= 0, --top-p in (0, 1], -n >= 1")
+
+
+def _cmd_sample(args) -> int:
+    from lmforge.sample.engine import Engine, load_model
+
+    _check_sampling(args)
+    model, tok = load_model(args.checkpoint, args.device)
+    engine = Engine(model, stop_ids={tok.bos_id})
+    prompt_ids = [tok.bos_id, *tok.encode(args.prompt)]
+    for i in range(args.num_samples):
+        if args.num_samples > 1:
+            print(f"--- sample {i + 1}/{args.num_samples} (seed {args.seed + i})")
+        print(args.prompt, end="", flush=True)
+        decoder = tok.stream_decoder()
+        for token in engine.generate(prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
+                                     seed=args.seed + i):
+            sys.stdout.write(decoder.feed(token))
+            sys.stdout.flush()
+        print(decoder.flush())
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from pathlib import Path
+
+    from lmforge.errors import LmforgeError
+    from lmforge.sample.engine import load_model, resolve_checkpoint
+    from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_report
+
+    model, tok = load_model(args.checkpoint, args.device)
+    if args.text:
+        path = Path(args.text)
+        if not path.is_file():
+            raise LmforgeError(f"{path}: text file not found")
+        result = evaluate_text(model, tok, path.read_text(encoding="utf-8", errors="replace"))
+    else:
+        result = evaluate_val(model, tok, resolve_checkpoint(args.checkpoint).resolve().parent.parent)
+    line = f"loss {result['loss']:.4f} over {result['tokens']:,} tokens"
+    print(line + (f" | bits per byte {result['bpb']:.4f}" if "bpb" in result else ""))
+    if args.few_shot:
+        result["few_shot"] = few_shot_report(model, tok, args.shots)
+        for task, scores in result["few_shot"].items():
+            print(f"few-shot {task}: " + ", ".join(f"{k} {v:.0%}" for k, v in scores.items()))
+    print(json.dumps(result))
+    return 0
+
+
+def _cmd_export(args) -> int:
+    import shutil
+    from pathlib import Path
+
+    from lmforge.model.gpt import to_hf
+    from lmforge.sample.engine import load_model, resolve_checkpoint
+    from lmforge.train.checkpoint import read_model_json
+
+    model, tok = load_model(args.checkpoint)
+    to_hf(model, tok.bos_id).save_pretrained(args.out)
+    tok_dir = read_model_json(resolve_checkpoint(args.checkpoint)).get("tokenizer") or ""
+    hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage
+    if tok_dir and hf_json.is_file():
+        shutil.copy(hf_json, Path(args.out) / "tokenizer.json")
+    print(f"saved {args.out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
+    return 0

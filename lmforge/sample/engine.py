@@ -1,0 +1,155 @@
+"""Text generation with a KV cache: ``Engine.generate()`` yields token ids one at a time.
+
+    model, tok = load_model("runs/demo")             # a run dir (latest checkpoint) or a step dir
+    engine = Engine(model, stop_ids={tok.bos_id})
+    for token in engine.generate([tok.bos_id, *tok.encode("def ")], 64, temperature=0.8, top_k=50, seed=1):
+        ...
+
+The prompt is run once (prefill), then each new token costs one position, attending to the
+cached keys and values (as nanochat's Engine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import torch
+
+from lmforge.errors import LmforgeError
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Set to -inf the logits outside the top k and outside the nucleus of mass top_p.
+
+    Nucleus (Holtzman et al. 2020): keep the smallest set of most likely tokens whose probability
+    sums to at least top_p. E.g. probabilities [0.5, 0.3, 0.15, 0.05] with top_p = 0.8 keep the
+    first two; with top_p = 0.81 the first three.
+    """
+    logits = logits.clone()
+    if top_k and top_k < logits.size(-1):
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]
+        logits[logits < kth] = -float("inf")
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        probs = sorted_logits.softmax(dim=-1)
+        before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above each one
+        drop_sorted = before >= top_p
+        drop_sorted[..., 0] = False  # always keep the most likely token
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits[drop] = -float("inf")
+    return logits
+
+
+def next_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: float,
+               generator: torch.Generator | None) -> int:
+    """Pick the next token from the last position's logits (1-D): greedy at temperature 0."""
+    if temperature == 0:
+        return int(torch.argmax(logits))
+    logits = filter_logits(logits.float() / temperature, top_k, top_p)
+    return int(torch.multinomial(logits.softmax(dim=-1), 1, generator=generator))
+
+
+class Engine:
+    """Generation for one model; ``stop_ids`` end a continuation (the end-of-text token)."""
+
+    def __init__(self, model, stop_ids: set[int] | None = None):
+        self.model = model.eval()
+        self.stop_ids = set(stop_ids or ())
+        self.device = next(model.parameters()).device
+
+    @torch.no_grad()
+    def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+                 top_p: float = 1.0, seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
+        """Yield up to ``max_new_tokens`` ids after ``prompt_ids``; stop before a stop token.
+
+        The same seed gives the same tokens. Beyond seq_len the context slides: without the cache
+        every step sees the last seq_len tokens; with it, the cache is refilled with the last half
+        of the window when it is full.
+        """
+        if not prompt_ids:
+            raise LmforgeError("empty prompt: give at least one token (e.g. the tokenizer's bos_id)")
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=self.device)
+            generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+        step = self._cached_steps if use_cache else self._uncached_steps
+        ids = list(prompt_ids)
+        for logits in step(ids, max_new_tokens):
+            token = next_token(logits, temperature, top_k, top_p, generator)
+            if token in self.stop_ids:
+                return
+            ids.append(token)
+            yield token
+
+    def _uncached_steps(self, ids: list[int], count: int) -> Iterator[torch.Tensor]:
+        """The reference: run the whole (cropped) context again for every token."""
+        seq_len = self.model.config.seq_len
+        for _ in range(count):
+            context = torch.tensor([ids[-seq_len:]], device=self.device)
+            yield self.model(context)[0][0, -1]
+
+    def _cached_steps(self, ids: list[int], count: int) -> Iterator[torch.Tensor]:
+        """Logits for each new position; ``ids`` grows by the caller's choice between yields."""
+        seq_len = self.model.config.seq_len
+        cache, pos = None, 0
+        for i in range(count):
+            if cache is None or pos >= seq_len:
+                # (Re)fill: the whole prompt at first, the last half window when the cache is full.
+                keep = ids[-seq_len:] if cache is None else ids[-(seq_len // 2):]
+                cache = self.model.new_kv_cache(1, seq_len)
+                logits = self.model(torch.tensor([keep], device=self.device), kv_cache=cache, start_pos=0)[0]
+                pos = len(keep)
+            else:
+                token = torch.tensor([[ids[-1]]], device=self.device)
+                logits = self.model(token, kv_cache=cache, start_pos=pos)[0]
+                pos += 1
+            yield logits[0, -1]
+
+
+def load_model(path: str | Path, device: str = "cpu", with_tokenizer: bool = True):
+    """Load (model, tokenizer) from a step dir, a checkpoints dir, or a run dir (its latest checkpoint).
+
+    The tokenizer is the one recorded in model.json, or the run's ``tokenizer/``; it is None when
+    ``with_tokenizer`` is False.
+    """
+    from lmforge.model.config import ModelConfig
+    from lmforge.model.gpt import GPT
+    from lmforge.train.checkpoint import load_weights, read_model_json
+
+    step_dir = resolve_checkpoint(path)
+    info = read_model_json(step_dir)
+    model = GPT(ModelConfig(**info["model"])).to(device)
+    load_weights(step_dir, model)
+    model.eval()
+    tokenizer = load_tokenizer(step_dir, info) if with_tokenizer else None
+    return model, tokenizer
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A step dir from a step dir, a checkpoints dir or a run dir."""
+    from lmforge.train.checkpoint import latest_checkpoint
+
+    path = Path(path)
+    if not path.exists():
+        raise LmforgeError(f"{path}: no such checkpoint or run directory")
+    if (path / "model.json").exists() or (path / "model.safetensors").exists():
+        return path
+    for folder in (path / "checkpoints", path):
+        found = latest_checkpoint(folder) if folder.is_dir() else None
+        if found:
+            return found
+    raise LmforgeError(f"{path}: no complete checkpoint here (expected model.json and model.safetensors, "
+                       "or checkpoints/step_N/); train first with `lmforge train CONFIG`")
+
+
+def load_tokenizer(step_dir: Path, info: dict):
+    from lmforge.tokenizer.bpe import Tokenizer
+
+    candidates = [Path(info["tokenizer"])] if info.get("tokenizer") else []
+    candidates.append(Path(step_dir).resolve().parent.parent / "tokenizer")
+    for candidate in candidates:
+        if candidate.is_dir():
+            return Tokenizer.load(candidate)
+    raise LmforgeError(f"{step_dir}: tokenizer not found (looked in {', '.join(map(str, candidates))}); "
+                       "copy the run's tokenizer/ folder back or fix the path in model.json")

@@ -1,0 +1,117 @@
+"""How good is a checkpoint: loss and bits per byte on held-out tokens or a text file, and a
+few-shot in-context learning probe.
+
+Bits per byte (nats / ln 2 / UTF-8 bytes) compares models whose tokenizers differ, since it does
+not depend on how many tokens the text became (as in nanochat's and the Pile's evaluations).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lmforge.errors import LmforgeError
+
+
+@torch.no_grad()
+def token_losses(model, windows: list[tuple[np.ndarray, np.ndarray]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token losses (nats) and their targets, over batches of (x, y)."""
+    device = next(model.parameters()).device
+    losses, targets = [], []
+    for x, y in windows:
+        x, y = torch.as_tensor(x, device=device), torch.as_tensor(y, device=device)
+        logits, _ = model(x)
+        losses.append(F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").cpu())
+        targets.append(y.flatten().cpu())
+    return torch.cat(losses), torch.cat(targets)
+
+
+def summarize(losses: torch.Tensor, targets: torch.Tensor, tokenizer, bos_id: int | None) -> dict:
+    """Mean loss, and bits per byte of the non-special targets when a tokenizer gives their bytes."""
+    out = {"loss": float(losses.mean()), "tokens": int(losses.numel())}
+    if tokenizer is not None:
+        keep = targets != bos_id if bos_id is not None else torch.ones_like(targets, dtype=torch.bool)
+        nbytes = len(_bytes(tokenizer, targets[keep].tolist()))
+        if nbytes:
+            out["bpb"] = float(losses[keep].sum()) / math.log(2) / nbytes
+    return out
+
+
+def _bytes(tokenizer, ids: list[int]) -> bytes:
+    if hasattr(tokenizer, "decode_bytes"):
+        return tokenizer.decode_bytes(ids)
+    return tokenizer.decode(ids).encode("utf-8")
+
+
+def evaluate_val(model, tokenizer, run_dir: Path, batch_size: int = 8, max_batches: int = 50) -> dict:
+    """Loss and bits per byte on the run's val shards (the same windows the trainer validates on)."""
+    from lmforge.train.data import load_manifest, val_batches
+
+    tokens = Path(run_dir) / "tokens"
+    manifest = load_manifest(tokens)
+    batches = val_batches(tokens, manifest, model.config.seq_len, batch_size, max_batches)
+    if not batches:
+        raise LmforgeError(f"{tokens}: no val shards with at least seq_len + 1 tokens; evaluate a text file with --text")
+    return summarize(*token_losses(model, batches), tokenizer, manifest.get("bos_id"))
+
+
+def evaluate_text(model, tokenizer, text: str, batch_size: int = 8) -> dict:
+    """Loss and bits per byte of ``text``: BOS + its tokens, cut into windows of seq_len (+1)."""
+    ids = np.array([tokenizer.bos_id, *tokenizer.encode(text)], dtype=np.int64)
+    seq_len = model.config.seq_len
+    if len(ids) < 2:
+        raise LmforgeError("the text is empty; give a file with some text")
+    rows = [ids[i:i + seq_len + 1] for i in range(0, len(ids) - 1, seq_len)]
+    batches = [(r[None, :-1], r[None, 1:]) for r in rows]  # last window may be short: one row per batch
+    return summarize(*token_losses(model, batches), tokenizer, tokenizer.bos_id)
+
+
+# ---------------------------------------------------------------- few-shot probe
+
+WORDS = ("list", "dict", "class", "return", "value", "string", "module", "import", "file", "object",
+         "function", "number", "python", "method", "error", "type", "index", "data", "name", "example",
+         "print", "tuple", "thread", "socket", "path", "format", "random", "buffer", "stream", "parser")
+
+TASKS = {
+    # An induction-style copy: the answer is in the prompt only if the examples taught the format.
+    "copy": lambda w: w,
+    # A transformation the model must infer from the examples.
+    "upper": lambda w: w.upper(),
+}
+
+
+def few_shot_prompts(task: str, shots: int, count: int, seed: int = 0) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs: ``shots`` lines "word -> answer", then "query ->"."""
+    rng = random.Random(seed)
+    fn, pairs = TASKS[task], []
+    for _ in range(count):
+        words = rng.sample(WORDS, shots + 1)
+        lines = [f"{w} -> {fn(w)}\n" for w in words[:shots]]
+        pairs.append(("".join(lines) + f"{words[-1]} ->", fn(words[-1])))
+    return pairs
+
+
+def few_shot_accuracy(model, tokenizer, task: str = "copy", shots: int = 3, count: int = 20, seed: int = 0) -> float:
+    """Share of queries whose greedy continuation's first line is exactly the answer."""
+    from lmforge.sample.engine import Engine
+
+    engine = Engine(model, stop_ids={tokenizer.bos_id})
+    right = 0
+    for prompt, answer in few_shot_prompts(task, shots, count, seed):
+        ids = [tokenizer.bos_id, *tokenizer.encode(prompt)]
+        budget = len(tokenizer.encode(" " + answer)) + 2
+        out = tokenizer.decode(list(engine.generate(ids, budget, temperature=0)))
+        right += out.split("\n")[0].strip() == answer
+    return right / count
+
+
+def few_shot_report(model, tokenizer, shots: int = 3, count: int = 20, seed: int = 0) -> dict:
+    """Accuracy of every task with 0 and with ``shots`` examples in the prompt."""
+    return {task: {"0-shot": few_shot_accuracy(model, tokenizer, task, 0, count, seed),
+                   f"{shots}-shot": few_shot_accuracy(model, tokenizer, task, shots, count, seed)}
+            for task in TASKS}

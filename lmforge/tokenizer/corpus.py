@@ -1,0 +1,61 @@
+"""Reading the documents of ``docs/*.parquet`` in streaming batches (pyarrow), and the seeded
+per-document hash that picks training samples and the validation split."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Iterator
+
+from lmforge.errors import LmforgeError
+
+
+def doc_files(docs_dir: str | Path) -> list[Path]:
+    """The Parquet files of a docs folder, a single file, or a glob pattern."""
+    import glob
+
+    path = Path(docs_dir)
+    if path.is_dir():
+        files = sorted(path.glob("*.parquet"))
+    elif path.is_file():
+        files = [path]
+    else:
+        files = sorted(Path(p) for p in glob.glob(str(docs_dir), recursive=True) if p.endswith(".parquet"))
+    if not files:
+        raise LmforgeError(f"{docs_dir}: no documents (*.parquet) found; run the clean stage first "
+                           "(`lmforge run CONFIG --only clean`)")
+    return files
+
+
+def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
+                 arrow_columns: tuple[str, ...] = ()) -> Iterator[dict[str, list]]:
+    """Yield ``{column: values}`` batches; ``id``, ``source`` and ``language`` get defaults when a
+    file lacks them. Columns in ``arrow_columns`` stay Arrow arrays (no Python objects)."""
+    import pyarrow.parquet as pq
+
+    for path in files:
+        pf = pq.ParquetFile(path)
+        names = set(pf.schema_arrow.names)
+        if "text" in columns and "text" not in names:
+            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(names))}); "
+                               "documents need id, source and text")
+        present = [c for c in columns if c in names]
+        offset = 0
+        for batch in pf.iter_batches(batch_size=batch_size, columns=present):
+            data = {c: batch.column(c) if c in arrow_columns else batch.column(c).to_pylist() for c in present}
+            n = batch.num_rows
+            if "id" in columns and "id" not in names:
+                data["id"] = [f"{path.name}:{offset + i}" for i in range(n)]
+            if "source" in columns and "source" not in names:
+                data["source"] = ["default"] * n
+            if "language" in columns and "language" not in names:
+                data["language"] = ["unknown"] * n
+            offset += n
+            yield data
+
+
+def doc_hash(seed: int, doc_id: str) -> float:
+    """A number in [0, 1) fixed by the seed and the document id, so splits and samples are stable
+    whatever the file order or the number of workers."""
+    digest = hashlib.blake2b(f"{seed}:{doc_id}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64

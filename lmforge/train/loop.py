@@ -1,0 +1,299 @@
+"""The train stage: next-token prediction over the token shards, one log line per step.
+
+    python -m lmforge train configs/demo.toml                      # one process (CPU, GPU or MPS)
+    torchrun --nproc_per_node=8 -m lmforge train configs/gpu.toml  # DDP, one process per GPU
+
+If checkpoints exist, training resumes from the newest one (model, optimizer, data position and
+RNG), so an interrupted run continues with the same losses it would have had.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from dataclasses import replace
+
+from lmforge.config import RunConfig
+from lmforge.errors import LmforgeError
+from lmforge.rundir import RunDir, write_text_atomic
+
+
+def run_stage(cfg: RunConfig, rd: RunDir) -> dict:
+    return train(cfg, rd)
+
+
+def train(cfg: RunConfig, rd: RunDir, log=print) -> dict:
+    """Train ``cfg.model`` per ``cfg.train`` on ``rd.tokens``; return the stage stats."""
+    import torch
+
+    from lmforge.train.dist import close_distributed, init_distributed
+
+    env = init_distributed(cfg.train.device)
+    say = log if env.is_main else (lambda *_: None)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    try:
+        trainer = Trainer(cfg, rd, env, say)
+        return trainer.run()
+    finally:
+        close_distributed(env)
+
+
+def resolve_model_config(cfg: RunConfig, manifest: dict):
+    """The model config with vocab_size taken from the tokens when it is 0."""
+    vocab = int(manifest["vocab_size"])
+    if cfg.model.vocab_size == 0:
+        return replace(cfg.model, vocab_size=vocab)
+    if cfg.model.vocab_size < vocab:
+        raise LmforgeError(f"model.vocab_size = {cfg.model.vocab_size} is smaller than the tokenizer's {vocab}; "
+                           "set it to 0 (take it from the tokenizer) or at least the tokenizer's size")
+    return cfg.model
+
+
+class Trainer:
+    """State of one training run; ``run()`` does the steps."""
+
+    def __init__(self, cfg: RunConfig, rd: RunDir, env, log):
+        import torch
+
+        from lmforge.model.gpt import GPT
+        from lmforge.train.data import TrainLoader, load_manifest, val_batches
+        from lmforge.train.dist import peak_flops
+        from lmforge.train.optim import build_optimizer
+
+        self.cfg, self.rd, self.env, self.log, self.tc = cfg, rd, env, log, cfg.train
+        manifest = load_manifest(rd.tokens)
+        self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
+        self.model_cfg = resolve_model_config(cfg, manifest)
+        torch.manual_seed(cfg.seed)
+        self.model = GPT(self.model_cfg).to(env.device)
+        self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
+        seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
+        self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
+                                  env.rank, env.world_size, log)
+        self.val = val_batches(rd.tokens, manifest, seq_len, batch, self.tc.eval_batches) if self.tc.eval_batches else []
+        self.val_bytes = self._val_bytes()
+        self.step, self.tokens_seen, self._saved_step = 0, 0, -1
+        self._resume()
+        self.amp_dtype = _amp_dtype(self.tc.dtype, env.device)
+        self.scaler = torch.amp.GradScaler(env.device_type, enabled=self.amp_dtype == torch.float16)
+        self.forward_model = self._wrap(self.model)
+        self.tokens_per_step = batch * seq_len * self.tc.grad_accum * env.world_size
+        self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
+        self.peak = peak_flops(self.tc.peak_flops, env.device, self.tc.threads) * env.world_size
+
+    # ------------------------------------------------------------------ setup
+
+    def _resume(self) -> None:
+        from lmforge.train.checkpoint import check_shape, latest_checkpoint, load_trainer_state, load_weights
+
+        path = latest_checkpoint(self.rd.checkpoints)
+        if path is None:
+            self._truncate_metrics()  # a fresh start: lines of an earlier, deleted run would mislead
+            return
+        saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
+        check_shape(path, saved["model"], self.model_cfg)
+        load_weights(path, self.model)
+        state = load_trainer_state(path, self.optimizer)
+        self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
+        self.loader.load_state(state["data"])
+        self._truncate_metrics()
+        self.log(f"[train] resumed from {path} (step {self.step})")
+
+    def _truncate_metrics(self) -> None:
+        """Drop metric lines past the resumed step: those steps are about to be trained again."""
+        if not self.env.is_main or not self.rd.metrics.exists():
+            return
+        lines = self.rd.metrics.read_text(encoding="utf-8").splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        write_text_atomic(self.rd.metrics, "".join(line + "\n" for line in kept))
+
+    def _wrap(self, model):
+        import torch
+
+        if self.tc.compile:
+            model = torch.compile(model)
+        if self.env.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.env.local_rank] if self.env.device_type == "cuda" else None
+            model = DDP(model, device_ids=ids)
+        return model
+
+    def _val_bytes(self) -> int | None:
+        """UTF-8 bytes of the validation targets (special tokens count none), for bits per byte."""
+        if not self.val:
+            return None
+        try:
+            from lmforge.tokenizer.bpe import Tokenizer
+
+            tok = Tokenizer.load(self.rd.tokenizer)
+        except Exception:  # noqa: BLE001 - no tokenizer: bits per byte is simply not reported
+            return None
+        ids = [int(t) for _, y in self.val for row in y for t in row if t != self.bos_id]
+        return len(tok.decode_bytes(ids) if hasattr(tok, "decode_bytes") else tok.decode(ids).encode("utf-8"))
+
+    # ------------------------------------------------------------------ loop
+
+    def run(self) -> dict:
+        t_start, last_val, losses = time.time(), None, []
+        start_step, exhausted = self.step, False
+        self.log(f"[train] {self.model.num_params():,} parameters, {self.tokens_per_step:,} tokens/step, "
+                 f"{self.env.world_size} process(es) on {self.env.device}, steps {self.step} -> {self.tc.max_steps}")
+        while self.step < self.tc.max_steps:
+            t0 = time.time()
+            result = self._train_step()
+            if result is None:
+                exhausted = True
+                self.log(f"[train] every source reached its epoch cap ({self.loader.epochs_done()}); "
+                         f"stopping at step {self.step}")
+                break
+            loss, grad_norm, lr = result
+            self.step += 1
+            self.tokens_seen += self.tokens_per_step
+            losses.append(loss)
+            self._log_step(loss, grad_norm, lr, time.time() - t0, t_start, start_step)
+            if self.tc.eval_every and self.step % self.tc.eval_every == 0 and self.step < self.tc.max_steps:
+                last_val = self._evaluate()
+            if self.tc.checkpoint_every and self.step % self.tc.checkpoint_every == 0:
+                self._save()
+        if self.step > start_step or last_val is None:
+            last_val = self._evaluate()
+        if self.step > start_step and self._saved_step != self.step:
+            self._save()
+        return self._stats(losses, last_val, time.time() - t_start, exhausted)
+
+    def _train_step(self):
+        """One optimizer update over grad_accum micro-batches; (loss, grad_norm, lr) or None at the end of data."""
+        import torch
+
+        from lmforge.train.dist import all_reduce_mean
+        from lmforge.train.optim import lr_at, set_lr
+
+        lr = lr_at(self.step, self.tc)
+        set_lr(self.optimizer, lr)
+        total = torch.zeros((), device=self.env.device)
+        for micro in range(self.tc.grad_accum):
+            batch = self.loader.next_batch()
+            if batch is None:
+                self.optimizer.zero_grad(set_to_none=True)
+                return None
+            x, y = (torch.from_numpy(a).to(self.env.device, non_blocking=True) for a in batch)
+            last = micro == self.tc.grad_accum - 1
+            # DDP: all-reduce gradients only on the last micro-batch.
+            sync = contextlib.nullcontext() if last or self.env.world_size == 1 else self.forward_model.no_sync()
+            with sync, self._autocast():
+                _, loss = self.forward_model(x, y)
+                loss = loss / self.tc.grad_accum
+            self.scaler.scale(loss).backward()
+            total += loss.detach()
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        return all_reduce_mean(total, self.env).item(), float(grad_norm), lr
+
+    def _autocast(self):
+        import torch
+
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.env.device_type, dtype=self.amp_dtype)
+
+    def _evaluate(self) -> dict | None:
+        """Mean loss over the fixed validation batches (split over ranks), and bits per byte."""
+        import torch
+        import torch.nn.functional as F
+
+        from lmforge.train.dist import all_reduce_mean
+
+        if not self.val:
+            return None
+        self.model.eval()
+        sums = torch.zeros(3, device=self.env.device, dtype=torch.float64)  # nats, nats w/o BOS, tokens
+        with torch.no_grad(), self._autocast():
+            for i in range(self.env.rank, len(self.val), self.env.world_size):
+                x, y = (torch.from_numpy(a).to(self.env.device) for a in self.val[i])
+                logits, _ = self.model(x)
+                nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+                sums += torch.stack([nats.sum(), nats[y.flatten() != self.bos_id].sum(),
+                                     torch.tensor(float(y.numel()), device=nats.device)]).double()
+        self.model.train()
+        sums = all_reduce_mean(sums, self.env)
+        val_loss = float(sums[0] / sums[2])
+        bpb = float(sums[1] * self.env.world_size / math.log(2) / self.val_bytes) if self.val_bytes else None
+        self.log(f"[train] step {self.step} | val loss {val_loss:.4f}" + (f" | val bpb {bpb:.4f}" if bpb else ""))
+        self._metric({"kind": "val", "step": self.step, "val_loss": round(val_loss, 6),
+                      "val_bpb": round(bpb, 6) if bpb else None})
+        return {"val_loss": val_loss, "val_bpb": bpb}
+
+    # ------------------------------------------------------------------ output
+
+    def _log_step(self, loss, grad_norm, lr, dt, t_start, start_step) -> None:
+        tok_s = self.tokens_per_step / dt
+        mfu = self.flops_per_step / dt / self.peak if self.peak else None
+        done = self.step - start_step
+        eta = (time.time() - t_start) / done * (self.tc.max_steps - self.step)
+        if self.step % self.tc.log_every == 0 or self.step == self.tc.max_steps:
+            mfu_text = f"{100 * mfu:.1f}%" if mfu is not None else "n/a"
+            self.log(f"step {self.step:>{len(str(self.tc.max_steps))}}/{self.tc.max_steps} | loss {loss:.4f} | "
+                     f"lr {lr:.2e} | grad {grad_norm:.3f} | {1000 * dt:.0f} ms | {tok_s:,.0f} tok/s | "
+                     f"mfu {mfu_text} | eta {_duration(eta)}")
+        self._metric({"kind": "train", "step": self.step, "loss": round(loss, 6), "lr": lr,
+                      "grad_norm": round(grad_norm, 6), "ms": round(1000 * dt, 2), "tok_per_s": round(tok_s, 1),
+                      "mfu": round(mfu, 6) if mfu is not None else None, "tokens": self.tokens_seen})
+
+    def _metric(self, record: dict) -> None:
+        if self.env.is_main:
+            self.rd.root.mkdir(parents=True, exist_ok=True)
+            with open(self.rd.metrics, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _save(self) -> None:
+        from lmforge.train.checkpoint import save_checkpoint
+
+        if self.env.is_main:
+            state = {"tokens": self.tokens_seen, "data": self.loader.state()}
+            path = save_checkpoint(self.rd.checkpoints, self.model, self.optimizer, self.step, self.rd.tokenizer,
+                                   state, self.tc.keep_checkpoints)
+            self.log(f"[train] saved {path}")
+        self._saved_step = self.step
+        if self.env.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def _stats(self, losses, val, seconds, exhausted) -> dict:
+        stats = {"steps": self.step, "tokens": self.tokens_seen, "params": self.model.num_params(),
+                 "final_loss": losses[-1] if losses else None, "world_size": self.env.world_size,
+                 "device": self.env.device, "data_exhausted": exhausted, "windows_per_source": self.loader.counts(),
+                 "train_seconds": round(seconds, 2)}
+        if losses:
+            stats["tok_per_s"] = round(self.tokens_per_step * len(losses) / seconds, 1)
+        if val:
+            stats.update({k: v for k, v in val.items() if v is not None})
+        return stats
+
+
+def _amp_dtype(setting: str, device: str):
+    """bf16 autocast on a GPU that has it (auto), or the dtype asked for; None = plain float32."""
+    import torch
+
+    if setting == "float32":
+        return None
+    if setting == "auto":
+        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+

@@ -1,0 +1,193 @@
+import io
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from clean_texts import BREAD, FRENCH, KOREAN, RIVER, RUSSIAN, page, paragraphs_html
+
+from lmforge.cli import main
+from lmforge.config import config_from_dict
+from lmforge.errors import LmforgeError
+from lmforge.rundir import RunDir
+
+LANGS = ["en", "ko", "ru"]
+
+
+def write_warc(path: Path, pages: list[tuple]) -> Path:
+    """A gzipped WARC with one response per (url, content type, body[, status]), plus one request record."""
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    with open(path, "wb") as f:
+        writer = WARCWriter(f, gzip=True)
+        request = StatusAndHeaders("GET / HTTP/1.1", [("Host", "example.com")], is_http_request=True)
+        writer.write_record(writer.create_warc_record("https://example.com/", "request", http_headers=request))
+        for url, ctype, body, *status in pages:
+            headers = StatusAndHeaders(status[0] if status else "200 OK", [("Content-Type", ctype)],
+                                       protocol="HTTP/1.1")
+            writer.write_record(writer.create_warc_record(url, "response", payload=io.BytesIO(body),
+                                                          http_headers=headers))
+    return path
+
+
+def html(title: str, text: str, charset: str = "utf-8") -> bytes:
+    return page(title, paragraphs_html(text), charset_meta=charset).encode(charset)
+
+
+PAGES = [
+    ("https://example.com/river", "text/html; charset=utf-8", html("River", RIVER)),
+    ("https://example.com/seoul", "text/html; charset=utf-8", html("서울", KOREAN)),
+    # windows-1251 named only by <meta charset>, not by the HTTP header.
+    ("https://example.ru/moscow", "text/html", html("Москва", RUSSIAN, "windows-1251")),
+    ("https://example.fr/lyon", "text/html", html("Lyon", FRENCH)),
+    ("https://mirror.example.net/river", "text/html", html("River", RIVER)),
+    ("https://example.com/bread", "text/html", html("Bread", BREAD + "\n\nWrite to baker@bakery-example.com today.")),
+    ("https://copy.example.net/bread", "text/html",
+     html("Bread", BREAD.replace("cool kitchen", "cold kitchen") + "\n\nWrite to baker@bakery-example.com today.")),
+    ("https://example.com/logo.png", "image/png", b"\x89PNG\r\n\x1a\n" + bytes(100)),
+    ("https://example.com/empty", "text/html", page("", "").replace("<h1></h1>", "").encode()),
+    ("https://example.com/short", "text/html", html("Short", "A very short note about nothing much.")),
+    ("https://example.com/missing", "text/html", html("Not found", BREAD), "404 Not Found"),
+]
+EXPECTED_KEPT = ["https://example.com/river", "https://example.com/seoul", "https://example.ru/moscow",
+                 "https://example.com/bread"]
+EXPECTED_REJECTS = {
+    "https://example.fr/lyon": ("language", "wrong_language"),
+    "https://mirror.example.net/river": ("exact_dedup", "exact_duplicate"),
+    "https://copy.example.net/bread": ("near_dedup", "near_duplicate"),
+    "https://example.com/logo.png": ("extract", "non_html"),
+    "https://example.com/empty": ("extract", "empty_extraction"),
+    "https://example.com/short": ("quality", "too_few_words"),
+    "https://example.com/missing": ("extract", "http_status"),
+}
+
+
+def run_clean(tmp_path: Path, workers: int = 1, name: str = "run", **clean) -> tuple[dict, RunDir]:
+    from lmforge.clean.pipeline import run_stage
+
+    warc = tmp_path / "site.warc.gz"
+    if not warc.exists():
+        write_warc(warc, PAGES)
+    data = {"clean": {"inputs": [{"path": str(warc), "source": "web"}], "languages": LANGS,
+                      "workers": workers, **clean}}
+    cfg = config_from_dict(data)
+    rd = RunDir(tmp_path / name)
+    return run_stage(cfg, rd), rd
+
+
+def read(folder: Path) -> list[dict]:
+    return pq.read_table(folder).to_pylist()
+
+
+def test_end_to_end_docs_rejects_and_stats(tmp_path):
+    stats, rd = run_clean(tmp_path)
+    docs = read(rd.docs)
+    assert [d["url"] for d in docs] == EXPECTED_KEPT
+    assert {d["url"]: d["language"] for d in docs} == {EXPECTED_KEPT[0]: "en", EXPECTED_KEPT[1]: "ko",
+                                                       EXPECTED_KEPT[2]: "ru", EXPECTED_KEPT[3]: "en"}
+    assert all(d["source"] == "web" and d["language_score"] >= 0.65 and d["n_words"] >= 50 for d in docs)
+    assert "Москва стоит на берегах реки" in docs[2]["text"]  # decoded from windows-1251
+    assert "Write to <EMAIL> today." in docs[3]["text"] and "bakery-example" not in docs[3]["text"]
+    assert "News Menu" not in docs[0]["text"]
+
+    rejects = read(rd.rejects)
+    assert {r["url"]: (r["step"], r["reason"]) for r in rejects} == EXPECTED_REJECTS
+    by_url = {r["url"]: r for r in rejects}
+    river_id = docs[0]["id"]
+    assert by_url["https://mirror.example.net/river"]["detail"] == river_id
+    assert by_url["https://copy.example.net/bread"]["detail"].startswith(docs[3]["id"])
+    assert by_url["https://example.fr/lyon"]["detail"].startswith("fr:")
+
+    assert stats["records"] == len(PAGES) and stats["docs"] == len(EXPECTED_KEPT)
+    assert stats["reader_skipped"] == {"record_request": 1}
+    steps = stats["steps"]
+    assert list(steps) == ["extract", "language", "quality", "pii", "exact_dedup", "near_dedup"]
+    for name, counts in steps.items():
+        dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
+        assert counts["in"] == counts["out"] + dropped, name
+    names = list(steps)
+    for before, after in zip(names, names[1:]):
+        assert steps[before]["out"] == steps[after]["in"]
+    assert steps["extract"]["in"] == len(PAGES) and steps["near_dedup"]["out"] == len(EXPECTED_KEPT)
+    assert sum(v for c in steps.values() for k, v in c.items() if k.startswith("dropped_")) == len(rejects)
+    assert steps["pii"]["masked_email"] == 2
+    assert stats["sources"]["web"]["docs"] == len(EXPECTED_KEPT)
+    assert stats["bytes_out"] == sum(len(d["text"].encode()) for d in docs)
+    assert not list(rd.docs.glob(".*")) and not list(rd.rejects.glob(".*"))  # no temp files left
+
+
+def test_two_workers_give_the_same_docs_as_one(tmp_path):
+    _, rd1 = run_clean(tmp_path, workers=1, name="one")
+    stats2, rd2 = run_clean(tmp_path, workers=2, name="two")
+    assert stats2["shards"] > 1
+    assert read(rd1.docs) == read(rd2.docs)
+    assert read(rd1.rejects) == read(rd2.rejects)
+
+
+def test_config_run_only_clean_writes_stats_and_marker(tmp_path):
+    from lmforge.pipeline import run_pipeline
+
+    warc = write_warc(tmp_path / "site.warc.gz", PAGES[:2])
+    cfg = config_from_dict({"name": "r", "runs_dir": str(tmp_path / "runs"),
+                            "clean": {"inputs": [{"path": str(warc)}], "languages": LANGS}})
+    rd = run_pipeline(cfg, only=["clean"], log=lambda line: None)
+    assert rd.is_complete("clean") and rd.read_stats("clean")["docs"] == 2
+    assert {d["source"] for d in read(rd.docs)} == {"site"}
+
+
+def test_no_inputs_names_the_fix(tmp_path):
+    from lmforge.clean.pipeline import run_stage
+
+    with pytest.raises(LmforgeError, match=r"\[\[clean.inputs\]\].*|seeds"):
+        run_stage(config_from_dict({}), RunDir(tmp_path / "run"))
+    with pytest.raises(LmforgeError, match="no such file"):
+        run_stage(config_from_dict({"clean": {"inputs": [{"path": str(tmp_path / "missing/*.warc.gz")}]}}),
+                  RunDir(tmp_path / "run"))
+
+
+def test_ray_executor_without_ray_says_how_to_install(tmp_path):
+    try:
+        import ray  # noqa: F401
+        pytest.skip("ray is installed")
+    except ImportError:
+        pass
+    with pytest.raises(LmforgeError, match=r"pip install 'lmforge\[ray\]'"):
+        run_clean(tmp_path, executor="ray")
+
+
+def test_cli_cleans_jsonl_with_all_languages(tmp_path, capsys):
+    data = tmp_path / "books.jsonl"
+    rows = [{"id": "a", "text": RIVER}, {"id": "b", "text": FRENCH}, {"id": "c", "text": RIVER}]
+    data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["clean", "--input", str(data), "--out", str(out), "--languages", "",
+                 "--set", "clean.min_words=40"]) == 0
+    docs = read(out / "docs")
+    assert [(d["id"], d["source"], d["language"]) for d in docs] == [("a", "books", "en"), ("b", "books", "fr")]
+    stats = json.loads((out / "stats" / "clean.json").read_text())
+    assert stats["steps"]["exact_dedup"]["dropped_exact_duplicate"] == 1
+    assert "kept 2 of 3 records" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_config_values(tmp_path, capsys):
+    code = main(["clean", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "clean.minhash_threshold=2"])
+    assert code == 2 and "minhash_threshold" in capsys.readouterr().err
+
+
+def test_a_page_that_breaks_the_extractor_is_a_reject_not_a_crash(tmp_path, monkeypatch):
+    import lmforge.clean.extract as extract
+
+    real = extract.extract_text
+
+    def fragile(html, url=None, fast=False):
+        if "seoul" in (url or ""):
+            raise ValueError("broken markup")
+        return real(html, url, fast)
+
+    monkeypatch.setattr(extract, "extract_text", fragile)
+    stats, rd = run_clean(tmp_path)
+    rejects = {r["url"]: r for r in read(rd.rejects)}
+    assert rejects["https://example.com/seoul"]["reason"] == "extraction_error"
+    assert rejects["https://example.com/seoul"]["detail"] == "ValueError: broken markup"
+    assert stats["docs"] == len(EXPECTED_KEPT) - 1

@@ -1,0 +1,145 @@
+"""The train stage end to end on synthetic shards: learning, logs, checkpoints, resume, errors, DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+from lmforge.errors import LmforgeError
+from lmforge.train.checkpoint import latest_checkpoint
+from lmforge.train.loop import Trainer, train
+
+from conftest import make_token_run, tiny_config
+
+
+def metrics(rd, kind="train"):
+    return [r for r in map(json.loads, rd.metrics.read_text().splitlines()) if r["kind"] == kind]
+
+
+def test_training_learns_and_writes_metrics_and_a_checkpoint(token_run):
+    lines = []
+    stats = train(tiny_config(token_run.root, max_steps=40, eval_every=20), token_run, log=lines.append)
+    train_lines = metrics(token_run)
+    assert [r["step"] for r in train_lines] == list(range(1, 41))
+    assert set(train_lines[0]) == {"kind", "step", "loss", "lr", "grad_norm", "ms", "tok_per_s", "mfu", "tokens"}
+    assert train_lines[0]["loss"] > 3.5  # about ln(64) = 4.16 at init
+    assert train_lines[-1]["loss"] < 2.5
+    vals = metrics(token_run, "val")
+    assert [v["step"] for v in vals] == [20, 40] and vals[1]["val_loss"] < vals[0]["val_loss"]
+    assert stats["steps"] == 40 and stats["tokens"] == 40 * 4 * 32
+    step_lines = [line for line in lines if line.startswith("step ")]
+    assert len(step_lines) == 40 and all(k in step_lines[0] for k in ("loss", "lr", "grad", "tok/s", "mfu", "eta"))
+    ckpt = latest_checkpoint(token_run.checkpoints)
+    assert ckpt.name == "step_40"
+    assert sorted(p.name for p in ckpt.iterdir()) == ["model.json", "model.safetensors", "optimizer.pt", "trainer.json"]
+    info = json.loads((ckpt / "model.json").read_text())
+    assert info["step"] == 40 and info["model"]["vocab_size"] == 64  # taken from the manifest
+
+
+def test_resume_gives_the_same_losses_as_an_uninterrupted_run(tmp_path, monkeypatch):
+    straight = make_token_run(tmp_path / "straight", {"a": 6000, "b": 3000})
+    train(tiny_config(straight.root, max_steps=6, checkpoint_every=3), straight, log=lambda *_: None)
+
+    resumed = make_token_run(tmp_path / "resumed", {"a": 6000, "b": 3000})
+    cfg = tiny_config(resumed.root, max_steps=6, checkpoint_every=3)
+    original = Trainer._train_step
+
+    def crash_in_step_five(self):
+        if self.step == 4:
+            raise KeyboardInterrupt  # killed after the step-3 checkpoint and one more step
+        return original(self)
+
+    with monkeypatch.context() as m:
+        m.setattr(Trainer, "_train_step", crash_in_step_five)
+        with pytest.raises(KeyboardInterrupt):
+            train(cfg, resumed, log=lambda *_: None)
+    assert latest_checkpoint(resumed.checkpoints).name == "step_3"
+    assert [r["step"] for r in metrics(resumed)] == [1, 2, 3, 4]
+    logs = []
+    train(cfg, resumed, log=logs.append)
+    assert any("resumed from" in line and "step 3" in line for line in logs)
+    a, b = metrics(straight), metrics(resumed)
+    assert [r["step"] for r in b] == list(range(1, 7))  # step 4's line was replaced, not repeated
+    for ra, rb in zip(a, b):
+        assert abs(ra["loss"] - rb["loss"]) < 1e-6, (ra, rb)
+
+
+def test_keeps_only_the_last_checkpoints(token_run):
+    train(tiny_config(token_run.root, max_steps=8, checkpoint_every=2, keep_checkpoints=2), token_run,
+          log=lambda *_: None)
+    assert sorted(p.name for p in token_run.checkpoints.glob("step_*")) == ["step_6", "step_8"]
+    assert (token_run.checkpoints / "latest").read_text().strip() == "step_8"
+
+
+def test_checkpoint_of_another_shape_names_both_shapes(token_run):
+    train(tiny_config(token_run.root, max_steps=2), token_run, log=lambda *_: None)
+    cfg = tiny_config(token_run.root, max_steps=4)
+    cfg.model.n_embd = 64
+    with pytest.raises(LmforgeError, match=r"n_embd=32.*differs.*n_embd=64"):
+        train(cfg, token_run, log=lambda *_: None)
+
+
+def test_all_sources_capped_ends_training_with_a_message(token_run):
+    lines = []
+    # a: 6000 tokens = 187 windows of 32; b: 93. At 4 per step, one epoch of both is 70 steps.
+    stats = train(tiny_config(token_run.root, max_steps=500, epochs={"a": 1.0, "b": 1.0}), token_run,
+                  log=lines.append)
+    assert stats["data_exhausted"] and stats["steps"] == 70
+    assert stats["windows_per_source"] == {"a": 187, "b": 93}
+    assert any("epoch cap" in line and "stopping at step 70" in line for line in lines)
+    assert latest_checkpoint(token_run.checkpoints).name == "step_70"
+
+
+def test_missing_tokens_is_a_clear_error(tmp_path):
+    from lmforge.rundir import RunDir
+
+    with pytest.raises(LmforgeError, match="tokenize"):
+        train(tiny_config(tmp_path / "empty"), RunDir(tmp_path / "empty"), log=lambda *_: None)
+
+
+def test_cli_train_writes_marker_and_stats(token_run, tmp_path, capsys):
+    from lmforge.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"""name = "run"\nruns_dir = "{token_run.root.parent}"\n[model]\nn_layer = 1\nn_head = 2
+n_embd = 32\nseq_len = 32\n[train]\nmax_steps = 3\nbatch_size = 2\neval_batches = 1\ndevice = "cpu"\n""")
+    assert main(["train", str(config), "--set", "train.max_steps=4"]) == 0
+    assert token_run.is_complete("train")
+    assert token_run.read_stats("train")["steps"] == 4
+    assert "step 4/4" in capsys.readouterr().out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, root):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from lmforge.rundir import RunDir
+
+    torch.set_num_threads(1)
+    # eval_batches doubles as the batch halves, so both runs validate on the same 8 windows
+    train(tiny_config(root, max_steps=4, batch_size=2, eval_batches=4), RunDir(root), log=lambda *_: None)
+
+
+def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path):
+    """gloo on CPU: the same code path as NCCL on GPUs."""
+    import torch.multiprocessing as mp
+
+    single = make_token_run(tmp_path / "single", {"a": 6000, "b": 3000})
+    train(tiny_config(single.root, max_steps=4, batch_size=4, eval_batches=2), single, log=lambda *_: None)
+    ddp = make_token_run(tmp_path / "ddp", {"a": 6000, "b": 3000})
+    mp.spawn(_ddp_worker, args=(2, _free_port(), ddp.root), nprocs=2, join=True)
+    a, b = metrics(single), metrics(ddp)
+    assert len(b) == 4  # rank 0 alone writes metrics
+    for ra, rb in zip(a, b):
+        assert abs(ra["loss"] - rb["loss"]) < 1e-4, (ra, rb)
+    assert abs(metrics(single, "val")[-1]["val_loss"] - metrics(ddp, "val")[-1]["val_loss"]) < 1e-4
+    assert latest_checkpoint(ddp.checkpoints).name == "step_4"
