@@ -3,9 +3,12 @@
 Our crawler runs with robots.txt and politeness on (per-host delay 0 for loopback), writes
 gzip WARC files and extracts links; the peer only GETs the same URL list with `requests.get`
 (a fresh connection per page, as a plain loop does) and, for reference, with one
-`requests.Session` per thread. Prints medians over repeats and the ratio vs the plain loop.
+`requests.Session` per thread. All three hit the same server process; one untimed round warms
+up imports and caches, then the three take turns in each repeat. Prints medians over repeats,
+the ratio vs the plain loop, and the CPU time per page of client and server (the machine's
+cores, shared with the server, are what bounds every variant).
 
-    python bench/bench_crawl.py [--repeats 3] [--pages 530]
+    python bench/bench_crawl.py [--repeats 5] [--pages 530]
 """
 
 from __future__ import annotations
@@ -24,21 +27,22 @@ from concurrent.futures import ThreadPoolExecutor
 THREADS = 8
 
 
-def run_crawler(base: str, pages: int) -> tuple[float, list[str]]:
+def run_crawler(base: str, pages: int, server_pid: int) -> tuple[tuple[float, float, float], list[str]]:
+    """One crawl of ``pages`` pages from ``base``: its measures and the URLs it recorded."""
     from lmforge.collect.config import CollectConfig
     from lmforge.collect.crawl import crawl
     from lmforge.collect.readers import iter_records
 
     cfg = CollectConfig(max_pages=pages, per_host_delay=0, concurrency=THREADS, per_host_concurrency=THREADS)
     with tempfile.TemporaryDirectory() as out:
-        t0 = time.perf_counter()
-        stats = crawl(cfg, out, [base + "/"], progress=False)
-        seconds = time.perf_counter() - t0
+        stats = {}
+        measures = measure(lambda: stats.update(crawl(cfg, out, [base + "/"], progress=False)) or stats["fetched"],
+                           server_pid)
         urls = [r.url for name in stats["warc_files"] for r in iter_records(os.path.join(out, name))]
-    return stats["fetched"] / seconds, urls
+    return measures, urls
 
 
-def run_plain(urls: list[str], session_per_thread: bool) -> float:
+def run_plain(urls: list[str], session_per_thread: bool, server_pid: int) -> tuple[float, float, float]:
     import requests
 
     local = threading.local()
@@ -49,10 +53,25 @@ def run_plain(urls: list[str], session_per_thread: bool) -> float:
             return len(local.s.get(url, timeout=30).content)
         return len(requests.get(url, timeout=30).content)
 
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(THREADS) as pool:
-        list(pool.map(get, urls))
-    return len(urls) / (time.perf_counter() - t0)
+    def fetch_all():
+        with ThreadPoolExecutor(THREADS) as pool:
+            list(pool.map(get, urls))
+        return len(urls)
+
+    return measure(fetch_all, server_pid)
+
+
+def measure(run, server_pid: int) -> tuple[float, float, float]:
+    """(pages/s, client CPU ms/page, server CPU ms/page) of ``run()``, which returns its page count."""
+    wall, cpu, server = time.perf_counter(), time.process_time(), _process_cpu(server_pid)
+    pages = run()
+    wall, cpu, server = time.perf_counter() - wall, time.process_time() - cpu, _process_cpu(server_pid) - server
+    return pages / wall, cpu / pages * 1e3, server / pages * 1e3
+
+
+def _process_cpu(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 @contextlib.contextmanager
@@ -61,7 +80,7 @@ def demo_server_process():
     proc = subprocess.Popen([sys.executable, "-m", "lmforge", "demo-site"], stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
-        yield line.split(" at ", 1)[1].split("/ ", 1)[0]
+        yield line.split(" at ", 1)[1].split("/ ", 1)[0], proc.pid
     finally:
         proc.terminate()
         proc.wait()
@@ -69,25 +88,27 @@ def demo_server_process():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pages", type=int, default=530)
     args = ap.parse_args()
     print(f"threads: {THREADS} client threads; machine cores: {os.cpu_count()}; "
           "server: demo site (ThreadingHTTPServer) in its own process")
-    ours, plain, session = [], [], []
-    with demo_server_process() as base:
-        for _ in range(args.repeats):
-            rate, urls = run_crawler(base, args.pages)
-            ours.append(rate)
-            plain.append(run_plain(urls, session_per_thread=False))
-            session.append(run_plain(urls, session_per_thread=True))
-    m_ours, m_plain, m_session = (statistics.median(x) for x in (ours, plain, session))
-    print(f"pages per run: {len(urls)}; repeats: {args.repeats}")
-    print(f"lmforge crawl (robots, politeness, WARC, links): {m_ours:8.1f} pages/s (median)")
-    print(f"requests.get loop, {THREADS} threads:               {m_plain:8.1f} pages/s (median)")
-    print(f"requests.Session per thread, {THREADS} threads:     {m_session:8.1f} pages/s (median)")
-    print(f"ratio vs requests.get loop: {m_ours / m_plain:.2f}x (goal >= 1.2x); "
-          f"vs Session loop: {m_ours / m_session:.2f}x")
+    names = ("lmforge crawl (robots, politeness, WARC, links)", f"requests.get loop, {THREADS} threads",
+             f"requests.Session per thread, {THREADS} threads")
+    results = {name: [] for name in names}
+    with demo_server_process() as (base, pid):
+        for repeat in range(args.repeats + 1):  # round 0 warms up and is not counted
+            crawled, urls = run_crawler(base, args.pages, pid)
+            rounds = (crawled, run_plain(urls, False, pid), run_plain(urls, True, pid))
+            for name, measures in zip(names, rounds):
+                if repeat:
+                    results[name].append(measures)
+    print(f"pages per run: {len(urls)}; repeats: {args.repeats} after one warm-up round; medians:")
+    medians = {name: [statistics.median(m[i] for m in runs) for i in range(3)] for name, runs in results.items()}
+    for name, (rate, cpu, server) in medians.items():
+        print(f"{name + ':':50s} {rate:7.1f} pages/s  (CPU per page: client {cpu:.2f} ms, server {server:.2f} ms)")
+    ours, plain, session = (medians[name][0] for name in names)
+    print(f"ratio vs requests.get loop: {ours / plain:.2f}x (goal >= 1.2x); vs Session loop: {ours / session:.2f}x")
 
 
 if __name__ == "__main__":

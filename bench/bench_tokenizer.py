@@ -50,13 +50,17 @@ def build_corpus(max_mb: float) -> Path:
     return out
 
 
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    times, result = [], None
+def interleaved(fns: dict, repeats: int) -> dict[str, tuple[float, object]]:
+    """Median seconds (and the last result) of each function, run in turns so that a change in
+    the machine's load hits every contender alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    results = {}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: (statistics.median(times[name]), results[name]) for name in fns}
 
 
 def train_rustbpe(texts, vocab, pattern):
@@ -88,9 +92,10 @@ def bench_training(train, held, repeats):
     held_bytes = sum(len(t.encode()) for t in held)
     results = {}
     for vocab in (4096, 16384):
-        t_ours, ours = median_time(lambda: train_tokenizer(train, vocab), repeats)
-        t_rust, rust = median_time(lambda: train_rustbpe(train, vocab, pattern), repeats)
-        t_hf, hf = median_time(lambda: train_hf(train, vocab, pattern.replace("{1,3}+", "{1,3}")), repeats)
+        r = interleaved({"lmforge": lambda: train_tokenizer(train, vocab),
+                         "rustbpe": lambda: train_rustbpe(train, vocab, pattern),
+                         "hf": lambda: train_hf(train, vocab, pattern.replace("{1,3}+", "{1,3}"))}, repeats)
+        (t_ours, ours), (t_rust, rust), (t_hf, hf) = r["lmforge"], r["rustbpe"], r["hf"]
         print(f"train vocab {vocab:>5}: lmforge {t_ours:6.2f}s | rustbpe {t_rust:6.2f}s | HF tokenizers {t_hf:6.2f}s"
               f" | lmforge/rustbpe {t_ours / t_rust:.2f}x (goal <= 1.5x), lmforge/HF {t_ours / t_hf:.2f}x")
         results[vocab] = (ours, rust, hf)
@@ -110,8 +115,9 @@ def bench_encoding(tok, texts, repeats):
     raw = tiktoken.Encoding("raw", pat_str=tok.pattern, mergeable_ranks=tok.mergeable_ranks,
                             special_tokens=tok.special_tokens)
     mb = sum(len(t.encode()) for t in texts) / 1e6
-    t_ours, ours = median_time(lambda: [tok.encode(t) for t in texts], repeats)
-    t_raw, theirs = median_time(lambda: [raw.encode_ordinary(t) for t in texts], repeats)
+    r = interleaved({"lmforge": lambda: [tok.encode(t) for t in texts],
+                     "tiktoken": lambda: [raw.encode_ordinary(t) for t in texts]}, repeats)
+    (t_ours, ours), (t_raw, theirs) = r["lmforge"], r["tiktoken"]
     assert ours == theirs
     print(f"encode 1 thread: lmforge {mb / t_ours:6.2f} MB/s | tiktoken {mb / t_raw:6.2f} MB/s"
           f" | ratio {t_raw / t_ours:.2f}x (goal >= 0.9x)")
@@ -122,20 +128,30 @@ def bench_shards(docs: Path, tok, repeats):
 
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(Path(tmp) / "tk", hf_export=False)
-        times = {}
-        for workers in (1, 2):
-            def run(w=workers):
-                out = Path(tmp) / f"tokens{w}"
-                return tokenize_docs([docs], Path(tmp) / "tk", out, 1337, 0.1, 10_000_000, workers=w)
-            times[workers], stats = median_time(run, repeats)
-        mb = stats["bytes"] / 1e6
+        def run(w):
+            return tokenize_docs([docs], Path(tmp) / "tk", Path(tmp) / f"tokens{w}", 1337, 0.1, 10_000_000, workers=w)
+
+        cpu0, wall0 = _cpu_seconds(), time.perf_counter()
+        r = interleaved({1: lambda: run(1), 2: lambda: run(2)}, repeats)
+        cores = (_cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+        times = {w: r[w][0] for w in r}
+        mb = r[1][1]["bytes"] / 1e6
     print(f"tokenize stage (read parquet, encode, write shards): 1 process {mb / times[1]:.2f} MB/s | "
-          f"2 processes {mb / times[2]:.2f} MB/s | speedup {times[1] / times[2]:.2f}x (goal >= 1.6x)")
+          f"2 processes {mb / times[2]:.2f} MB/s | speedup {times[1] / times[2]:.2f}x (goal >= 1.6x) | "
+          f"CPU cores this benchmark obtained on average: {cores:.2f} (of {os.cpu_count()})")
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the worker pools)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--max-mb", type=float, default=8)
     args = ap.parse_args()
     import pyarrow.parquet as pq
@@ -147,10 +163,12 @@ def main() -> None:
     print(f"corpus: {len(texts)} docs, {sum(len(t.encode()) for t in texts) / 1e6:.1f} MB "
           f"(train {len(train)}, held out {len(held)}); cpus {os.cpu_count()}, "
           f"RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset (all cores)')}, "
-          f"encoding single-threaded; medians of {args.repeats}")
+          f"encoding single-threaded; medians of {args.repeats}, contenders run in turns")
+    print("load average at start: %.1f %.1f %.1f (other work on the machine slows every figure)" % os.getloadavg())
     tok = bench_training(train, held, args.repeats)
     bench_encoding(tok, held, args.repeats)
     bench_shards(docs, tok, args.repeats)
+    print("load average at end: %.1f %.1f %.1f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -45,12 +45,14 @@ def run_pipeline(cfg: RunConfig, force: list[str] = (), only: list[str] = (), un
     write_text_atomic(rd.config, to_toml(cfg))
     names = list(STAGES)
     first_forced = min((names.index(s) for s in force), default=len(names))
+    # Outputs of later stages were made from what is about to be rebuilt: they are stale too,
+    # even when this invocation does not run them (--only).
+    for stage in names[first_forced:]:
+        rd.clear_marker(stage)
     last = names.index(until) if until else len(names) - 1
-    for i, stage in enumerate(names[: last + 1]):
+    for stage in names[: last + 1]:
         if only and stage not in only:
             continue
-        if i >= first_forced or (only and stage in force):
-            rd.clear_marker(stage)
         if rd.is_complete(stage):
             log(f"[{stage}] complete, skipped (use --force {stage} to rerun)")
             continue

@@ -76,16 +76,18 @@ def _funnel_section(rd: RunDir) -> list[str]:
     crawl, clean = rd.read_stats("crawl"), rd.read_stats("clean")
     lines = ["## Data\n"]
     if crawl and not crawl.get("skipped"):
-        lines.append(f"Crawled: {_get(crawl, 'fetched', 'pages')} pages, {_get(crawl, 'bytes')} bytes.\n")
-    steps = (clean or {}).get("steps")
-    if isinstance(steps, list) and steps:
-        lines += ["| step | in | out | dropped (reason: count) |", "|---|---:|---:|---|"]
-        for s in steps:
-            dropped = ", ".join(f"{k}: {v}" for k, v in (s.get("dropped") or {}).items()) or "-"
-            lines.append(f"| {s.get('step')} | {s.get('in')} | {s.get('out')} | {dropped} |")
+        lines.append(f"Crawled {_get(crawl, 'fetched')} pages ({_get(crawl, 'bytes')} bytes) in "
+                     f"{_get(crawl, 'crawl_seconds', 'seconds')} s; robots.txt blocked {_get(crawl, 'robots_blocked')}.\n")
+    steps = (clean or {}).get("steps") or {}
+    if steps:
+        lines.append(f"Clean kept {_get(clean, 'docs')} of {_get(clean, 'records')} records "
+                     f"({_get(clean, 'bytes_out')} bytes of text); rejects with their reasons are in rejects/.\n")
+        lines += ["| step | in | out | dropped (reason: count) | seconds |", "|---|---:|---:|---|---:|"]
+        for name, counts in steps.items():
+            dropped = ", ".join(f"{k.removeprefix('dropped_')}: {v}" for k, v in counts.items()
+                                if k.startswith("dropped_")) or "-"
+            lines.append(f"| {name} | {counts.get('in')} | {counts.get('out')} | {dropped} | {counts.get('seconds', '')} |")
         lines.append("")
-    elif clean:
-        lines.append(f"Clean: {_flat_summary(clean)}\n")
     return lines
 
 
@@ -109,9 +111,10 @@ def _training_section(rd: RunDir, metrics: list[dict], plot: str | None) -> list
         return []
     stats = rd.read_stats("train") or {}
     lines = ["## Training\n"]
-    vocab = stats.get("vocab_size")
+    vocab = (rd.read_stats("tokenizer") or {}).get("vocab_size")
     baseline = f" (uniform baseline ln(vocab) = {math.log(vocab):.3f})" if vocab else ""
-    lines.append(f"{train[-1]['step']} steps, {train[-1].get('tokens', '?')} tokens; "
+    params = f"{stats['params']:,}-parameter model, " if stats.get("params") else ""
+    lines.append(f"{params}{train[-1]['step']} steps, {train[-1].get('tokens', '?'):,} tokens; "
                  f"final train loss {train[-1]['loss']:.3f}{baseline}.")
     if val:
         first, last = val[0], val[-1]

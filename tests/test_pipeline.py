@@ -69,3 +69,12 @@ def test_unknown_stage_name(tmp_path):
     cfg = config_from_dict({"name": "t", "runs_dir": str(tmp_path)})
     with pytest.raises(LmforgeError, match="unknown stage trian"):
         pipeline.run_pipeline(cfg, force=["trian"])
+
+
+def test_forcing_one_stage_with_only_makes_later_stages_stale(tmp_path, calls):
+    cfg = config_from_dict({"name": "t", "runs_dir": str(tmp_path)})
+    rd = pipeline.run_pipeline(cfg, log=lambda m: None)
+    calls.clear()
+    pipeline.run_pipeline(cfg, only=["tokenizer"], force=["tokenizer"], log=lambda m: None)
+    assert calls == ["tokenizer"]
+    assert rd.is_complete("clean") and not rd.is_complete("tokenize") and not rd.is_complete("train")

@@ -1,8 +1,8 @@
 """The crawl stage: a polite, resumable crawler that writes what it fetches as WARC files.
 
-Threads, each with its own ``requests.Session`` (keep-alive connection pools; requests is
-already a dependency and lets us stream a body and stop past a size limit), take URLs from a
-:class:`Frontier` that enforces per-host concurrency and delay. Every exchange (pages, error
+Threads sharing one urllib3 pool manager (keep-alive connections; a body is streamed, so a
+page stops past its size limit; see fetcher.py) take URLs from a :class:`Frontier` that
+enforces per-host concurrency and delay. Every exchange (pages, error
 pages and each redirect hop) is written as a response + request record pair; the journal under
 ``state/`` makes a rerun continue where a killed crawl stopped (see warcout.py).
 """
@@ -225,7 +225,8 @@ class Crawler:
         self.repaired = repair_open_files(out_dir, events)
         self.journal = Journal(out_dir / "state" / "journal.jsonl")
         self.writer = RotatingWarcWriter(out_dir, cfg.warc_max_bytes,
-                                         warcinfo_fields(cfg.user_agent, "obey" if cfg.obey_robots else "ignore"))
+                                         warcinfo_fields(cfg.user_agent, "obey" if cfg.obey_robots else "ignore"),
+                                         cfg.warc_gzip_level)
         self.seen: set[str] = set()
         self._resume(events)
 
@@ -278,6 +279,9 @@ class Crawler:
         self.deadline = self.t0 + self.cfg.max_seconds
         self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
                         desc="crawl", disable=not self.progress, dynamic_ncols=True)
+        from lmforge.collect.fetcher import Client
+
+        self.client = Client(self.cfg.per_host_concurrency, (self.cfg.connect_timeout, self.cfg.read_timeout))
         workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.cfg.concurrency)]
         for w in workers:
             w.start()
@@ -296,6 +300,7 @@ class Crawler:
                 self.writer.finish()
                 self.journal.close()
             self.bar.close()
+            self.client.clear()
         return self._report()
 
     def _budget_left(self, in_flight: int) -> bool:
@@ -303,32 +308,28 @@ class Crawler:
         return pages < self.cfg.max_pages and self.prev_bytes + self.stats["bytes"] < self.cfg.max_total_bytes
 
     def _worker(self) -> None:
-        import requests
+        while (item := self.frontier.take(self._budget_left)) is not None:
+            requested = False
+            try:
+                requested = self._process(item)
+            except Exception as exc:  # a bug or an odd page must not stop the other pages
+                kind = f"error_{type(exc).__name__}"
+                if not self.errors[kind]:  # the first of each kind with its traceback, the rest counted
+                    logging.getLogger(__name__).warning("%s: unexpected %s", item.url, kind, exc_info=True)
+                self._skip(item.url, kind, error=True)
+                requested = True
+            finally:
+                self.frontier.release(item, requested)
 
-        with requests.Session() as session:
-            session.headers.clear()
-            while (item := self.frontier.take(self._budget_left)) is not None:
-                requested = False
-                try:
-                    requested = self._process(item, session)
-                except Exception as exc:  # a bug or an odd page must not stop the other pages
-                    kind = f"error_{type(exc).__name__}"
-                    if not self.errors[kind]:  # the first of each kind with its traceback, the rest counted
-                        logging.getLogger(__name__).warning("%s: unexpected %s", item.url, kind, exc_info=True)
-                    self._skip(item.url, kind, error=True)
-                    requested = True
-                finally:
-                    self.frontier.release(item, requested)
-
-    def _process(self, item: Item, session) -> bool:
+    def _process(self, item: Item) -> bool:
         """Fetch one URL and record it; return whether a request went out (for politeness)."""
         host = host_of(item.url)
-        if not self.robots.allowed(item.url, host, session):
+        if not self.robots.allowed(item.url, host, self.client):
             self._skip(item.url, "robots_blocked")
             return False
         self.frontier.set_delay(host, max(self.cfg.per_host_delay, self.robots.delay(host)))
         try:
-            fetched = self._fetch(item.url, session)
+            fetched = self._fetch(item.url)
         except Skip as why:
             self._skip(item.url, str(why))
             return True
@@ -343,18 +344,19 @@ class Crawler:
         return True
 
     # -- fetching ----------------------------------------------------------------------------
-    def _fetch(self, url: str, session) -> Fetched | str:
+    def _fetch(self, url: str) -> Fetched | str:
         """GET with retries on connection errors, timeouts, 429 and 5xx; a str names the final error."""
-        import requests
-        import urllib3
+        from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
             try:
-                fetched = self._attempt(url, session)
-            except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+                fetched = self._attempt(url)
+            except NewConnectionError:  # refused or unresolved: urllib3 files it under timeouts
+                error, wait = "connection", None
+            except TimeoutError:
                 error, wait = "timeout", None
-            except (requests.ConnectionError, urllib3.exceptions.HTTPError, requests.exceptions.ChunkedEncodingError):
+            except (HTTPError, OSError):
                 error, wait = "connection", None
             else:
                 if fetched.status not in RETRY_STATUSES or attempt == cfg.retries:
@@ -370,36 +372,44 @@ class Crawler:
             time.sleep(self.frontier.reserve(host_of(url)))  # a retry is a request too: same politeness
         return "retries_exhausted"
 
-    def _attempt(self, url: str, session) -> Fetched:
-        cfg = self.cfg
-        headers = {"User-Agent": cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
+    def _attempt(self, url: str) -> Fetched:
+        from lmforge.collect.fetcher import finish
+
+        headers = {"User-Agent": self.cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
                    "Accept-Encoding": "gzip, deflate"}
-        resp = session.get(url, headers=headers, timeout=(cfg.connect_timeout, cfg.read_timeout),
-                           allow_redirects=False, stream=True)
-        with resp:
-            got = Fetched(resp.status_code, resp.reason or "", "HTTP/1.0" if resp.raw.version == 10 else "HTTP/1.1",
-                          [(k, v) for k, v in resp.raw.headers.items() if k.lower() != "transfer-encoding"],
-                          b"", list(resp.request.headers.items()))
-            if got.status in RETRY_STATUSES:  # retried (or recorded as it is), whatever its type
-                got.retry_after = parse_retry_after(got.header("Retry-After"))
-                got.body = self._read_body(resp)
-                return got
-            ctype = got.header("Content-Type").split(";")[0].strip().lower()
-            redirect = 300 <= got.status < 400
-            if not redirect and ctype and ctype not in HTML_TYPES:
-                raise Skip("non_html")
-            length = got.header("Content-Length")
-            if length.isdigit() and int(length) > cfg.max_page_bytes:
-                raise Skip("too_large")
-            got.body = self._read_body(resp)
-        if not redirect and not ctype and not _looks_like_html(got.body):
+        resp = self.client.get(url, headers)
+        complete = False
+        try:
+            got = Fetched(resp.status, resp.reason or "", "HTTP/1.0" if resp.version == 10 else "HTTP/1.1",
+                          [(k, v) for k, v in resp.headers.items() if k.lower() != "transfer-encoding"],
+                          b"", list(headers.items()))
+            got.body, sniff = self._check_and_read(resp, got)
+            complete = True
+        finally:
+            finish(resp, complete)
+        if sniff and not _looks_like_html(got.body):
             raise Skip("non_html")
         return got
+
+    def _check_and_read(self, resp, got: Fetched) -> tuple[bytes, bool]:
+        """The body, unless type or size rule the page out first (raises Skip); and whether its
+        type is unknown, so that the body must show it is HTML."""
+        if got.status in RETRY_STATUSES:  # retried (or recorded as it is), whatever its type
+            got.retry_after = parse_retry_after(got.header("Retry-After"))
+            return self._read_body(resp), False
+        ctype = got.header("Content-Type").split(";")[0].strip().lower()
+        redirect = 300 <= got.status < 400
+        if not redirect and ctype and ctype not in HTML_TYPES:
+            raise Skip("non_html")
+        length = got.header("Content-Length")
+        if length.isdigit() and int(length) > self.cfg.max_page_bytes:
+            raise Skip("too_large")
+        return self._read_body(resp), not redirect and not ctype
 
     def _read_body(self, resp) -> bytes:
         """The raw payload bytes as sent (content-encoding kept), stopping past max_page_bytes."""
         chunks, size = [], 0
-        for chunk in resp.raw.stream(65536, decode_content=False):
+        for chunk in resp.stream(65536, decode_content=False):
             size += len(chunk)
             if size > self.cfg.max_page_bytes:
                 raise Skip("too_large")
@@ -418,9 +428,7 @@ class Crawler:
                    [(k, v) for k, v in got.request_headers if k.lower() != "host"])
         # Links are journaled before the page is marked done, so a crash between loses none.
         if page and 200 <= got.status < 300 and item.depth < self.cfg.max_depth:
-            # libxml2 reads UTF-8 bytes directly; any other charset is decoded by Python first.
-            html = payload if charset == "utf-8" else payload.decode(charset, errors="replace")
-            self._enqueue_many(page_links(html, item.url, "utf-8", self.cfg.sort_query), item.depth + 1)
+            self._enqueue_many(page_links(payload, item.url, charset, self.cfg.sort_query), item.depth + 1)
         extra = {"WARC-Identified-Content-Charset": charset} if charset else {}
         members = self.writer.pack_exchange(
             item.url, request, (got.protocol, f"{got.status} {got.reason}".strip(), got.headers, got.body), extra)

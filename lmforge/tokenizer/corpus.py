@@ -44,12 +44,12 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
         for batch in pf.iter_batches(batch_size=batch_size, columns=present):
             data = {c: batch.column(c) if c in arrow_columns else batch.column(c).to_pylist() for c in present}
             n = batch.num_rows
-            if "id" in columns and "id" not in names:
-                data["id"] = [f"{path.name}:{offset + i}" for i in range(n)]
-            if "source" in columns and "source" not in names:
-                data["source"] = ["default"] * n
-            if "language" in columns and "language" not in names:
-                data["language"] = ["unknown"] * n
+            if "id" in columns:
+                ids = data.get("id") or [None] * n
+                data["id"] = [f"{path.name}:{offset + i}" if v is None else str(v) for i, v in enumerate(ids)]
+            for column, default in (("source", "default"), ("language", "unknown")):
+                if column in columns:
+                    data[column] = [default if v is None else v for v in (data.get(column) or [None] * n)]
             offset += n
             yield data
 

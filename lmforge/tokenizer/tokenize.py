@@ -133,6 +133,14 @@ class TokenShardWriter:
         return sum(s["tokens"] for s in self.shards)
 
 
+def tokenizer_file_sha256(tokenizer_dir: str | os.PathLike) -> str:
+    import hashlib
+
+    from lmforge.tokenizer.bpe import TOKENIZER_FILE
+
+    return hashlib.sha256((Path(tokenizer_dir) / TOKENIZER_FILE).read_bytes()).hexdigest()
+
+
 def source_dirname(source: str) -> str:
     """A source name as a safe folder name ("web/en" -> "web_en")."""
     return re.sub(r"[^A-Za-z0-9._-]", "_", source) or "default"
@@ -167,7 +175,7 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
         raise
     for w in writers.values():
         w.close()
-    write_json_atomic(out_dir / MANIFEST, _manifest(tok, counts, writers))
+    write_json_atomic(out_dir / MANIFEST, _manifest(tok, counts, writers, tokenizer_file_sha256(tokenizer_dir)))
     return _stats(counts, writers)
 
 
@@ -177,8 +185,9 @@ def _encoded_batches(files: list[Path], init: tuple, workers: int, total_docs: i
 
     batches = iter_batches(files, ["id", "source", "text"], batch_size=BATCH_DOCS)
     bar = tqdm(total=total_docs, unit="doc", desc="tokenize", disable=None, mininterval=2)
+    _init_worker(*init)  # here: used directly by one worker, inherited by forked ones
+    _WORKER["tok"].encoding  # build tiktoken's tables once, before any fork
     if workers == 1:
-        _init_worker(*init)
         for batch in batches:
             bar.update(len(batch["id"]))
             yield _encode_batch(batch)
@@ -186,11 +195,12 @@ def _encoded_batches(files: list[Path], init: tuple, workers: int, total_docs: i
         return
     import multiprocessing as mp
 
-    # fork where there is one: workers start in milliseconds and a caller's script needs no
-    # `if __name__ == "__main__"` guard; they use only numpy and tiktoken, none of the parent's
-    # (pyarrow) threads.
-    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    with mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=init) as pool:
+    # fork where there is one: workers start in milliseconds with the tokenizer already loaded,
+    # and a caller's script needs no `if __name__ == "__main__"` guard; they use only numpy and
+    # tiktoken, none of the parent's (pyarrow) threads.
+    fork = "fork" in mp.get_all_start_methods()
+    with mp.get_context("fork" if fork else "spawn").Pool(
+            workers, initializer=None if fork else _init_worker, initargs=() if fork else init) as pool:
         pending: collections.deque = collections.deque()
         for batch in batches:
             pending.append((len(batch["id"]), pool.apply_async(_encode_batch, (batch,))))
@@ -205,13 +215,15 @@ def _encoded_batches(files: list[Path], init: tuple, workers: int, total_docs: i
     bar.close()
 
 
-def _manifest(tok, counts: dict[str, int], writers: dict) -> dict:
+def _manifest(tok, counts: dict[str, int], writers: dict, tokenizer_sha256: str) -> dict:
     sources = {}
     for source in sorted(counts):
         sources[source] = {split: writers[(source, split)].shards if (source, split) in writers else []
                            for split in ("train", "val")}
     return {"version": 1, "vocab_size": tok.vocab_size, "bos_id": tok.bos_id,
-            "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name, "sources": sources}
+            "dtype": np.dtype(dtype_for_vocab(tok.vocab_size)).name, "sources": sources,
+            # Which tokenizer made these ids: a reader can refuse shards of a retrained tokenizer.
+            "tokenizer_sha256": tokenizer_sha256}
 
 
 def _stats(counts: dict[str, int], writers: dict) -> dict:

@@ -51,6 +51,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, pattern: str = "gpt4"
 
     if not special_tokens:
         raise LmforgeError("need at least one special token (the document separator <|endoftext|>)")
+    if not 256 + len(special_tokens) <= vocab_size <= 2**17:
+        raise LmforgeError(f"vocab size {vocab_size} is out of range: use 256 + {len(special_tokens)} special "
+                           f"token(s) = {256 + len(special_tokens)} up to 131072")
     pat = resolve_pattern(pattern, split_digits)
     fingerprint = CorpusFingerprint()
     trainer = rustbpe.Tokenizer()

@@ -179,4 +179,5 @@ def val_batches(tokens_dir: Path, manifest: dict, seq_len: int, batch_size: int,
         return []
     picks = np.linspace(0, windows - 1, count).round().astype(np.int64)
     rows = np.stack([stream.read(int(w) * seq_len, seq_len + 1) for w in picks])
-    return [(np.ascontiguousarray(rows[i:i + batch_size, :-1]), np.ascontiguousarray(rows[i:i + batch_size, 1:])) for i in range(0, count, batch_size)]
+    x, y = np.ascontiguousarray(rows[:, :-1]), np.ascontiguousarray(rows[:, 1:])
+    return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, count, batch_size)]

@@ -65,6 +65,7 @@ class Trainer:
 
         self.cfg, self.rd, self.env, self.log, self.tc = cfg, rd, env, log, cfg.train
         manifest = load_manifest(rd.tokens)
+        self.tokens_id = _fingerprint(rd.tokens / "manifest.json")
         self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
         self.model_cfg = resolve_model_config(cfg, manifest)
         torch.manual_seed(cfg.seed)
@@ -73,7 +74,7 @@ class Trainer:
         seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
         self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
                                   env.rank, env.world_size, log)
-        self.val = val_batches(rd.tokens, manifest, seq_len, batch, self.tc.eval_batches) if self.tc.eval_batches else []
+        self.val = val_batches(rd.tokens, manifest, seq_len, batch, self.tc.eval_batches)
         self.val_bytes = self._val_bytes()
         self.step, self.tokens_seen, self._saved_step = 0, 0, -1
         self._resume()
@@ -97,6 +98,9 @@ class Trainer:
         check_shape(path, saved["model"], self.model_cfg)
         load_weights(path, self.model)
         state = load_trainer_state(path, self.optimizer)
+        if state.get("tokens_id", self.tokens_id) != self.tokens_id:
+            raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was rebuilt "
+                               f"since); to train afresh on the new tokens delete {self.rd.checkpoints}")
         self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
         self.loader.load_state(state["data"])
         self._truncate_metrics()
@@ -130,7 +134,7 @@ class Trainer:
             from lmforge.tokenizer.bpe import Tokenizer
 
             tok = Tokenizer.load(self.rd.tokenizer)
-        except Exception:  # noqa: BLE001 - no tokenizer: bits per byte is simply not reported
+        except LmforgeError:  # no tokenizer (tests, copied tokens): bits per byte is simply not reported
             return None
         ids = [int(t) for _, y in self.val for row in y for t in row if t != self.bos_id]
         return len(tok.decode_bytes(ids) if hasattr(tok, "decode_bytes") else tok.decode(ids).encode("utf-8"))
@@ -256,7 +260,7 @@ class Trainer:
         from lmforge.train.checkpoint import save_checkpoint
 
         if self.env.is_main:
-            state = {"tokens": self.tokens_seen, "data": self.loader.state()}
+            state = {"tokens": self.tokens_seen, "tokens_id": self.tokens_id, "data": self.loader.state()}
             path = save_checkpoint(self.rd.checkpoints, self.model, self.optimizer, self.step, self.rd.tokenizer,
                                    state, self.tc.keep_checkpoints)
             self.log(f"[train] saved {path}")
@@ -289,6 +293,13 @@ def _amp_dtype(setting: str, device: str):
             return torch.bfloat16
         return None
     return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+
+
+def _fingerprint(path) -> str:
+    """Identifies the token shards a checkpoint was trained on (the manifest lists them all)."""
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def _duration(seconds: float) -> str:

@@ -9,10 +9,11 @@ import torch
 
 from lmforge.cli import main
 from lmforge.sample.engine import load_model
-from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_accuracy, few_shot_prompts
+from lmforge.sample.evaluate import (evaluate_text, evaluate_val, few_shot_accuracy, few_shot_answer_nats,
+                                     few_shot_prompts, few_shot_report)
 from lmforge.sample.stage import run_stage
 
-from conftest import TEXT, run_config
+from lmf_sample_run import TEXT, run_config
 
 
 def test_stage_writes_samples_json(trained_run):
@@ -71,6 +72,24 @@ def test_few_shot_prompts_and_probe(trained_run):
     rd, _ = trained_run
     model, tok = load_model(rd.root)
     assert 0.0 <= few_shot_accuracy(model, tok, "copy", shots=2, count=3) <= 1.0
+    report = few_shot_report(model, tok, shots=2, count=3)
+    assert set(report) == {"copy", "upper"}
+    assert set(report["copy"]) == {"0-shot", "2-shot", "0-shot_answer_nats", "2-shot_answer_nats"}
+    assert 0 < report["copy"]["2-shot_answer_nats"] < 3 * math.log(tok.vocab_size)
+
+
+def test_answer_nats_scores_only_the_answer_tokens(trained_run):
+    """Known answer: the loss of the answer tokens, computed here by hand for one prompt."""
+    rd, _ = trained_run
+    model, tok = load_model(rd.root)
+    (prompt, answer), = few_shot_prompts("copy", shots=1, count=1, seed=5)
+    head = [tok.bos_id, *tok.encode(prompt)]
+    full = [tok.bos_id, *tok.encode(f"{prompt} {answer}\n")]
+    with torch.no_grad():
+        logits = model(torch.tensor([full[:-1]]))[0][0]
+    nats = torch.nn.functional.cross_entropy(logits, torch.tensor(full[1:]), reduction="none")
+    expected = float(nats[len(head) - 1:].mean())
+    assert abs(few_shot_answer_nats(model, tok, "copy", shots=1, count=1, seed=5) - expected) < 1e-5
 
 
 def test_sample_cli_streams_n_continuations(trained_run, capsys):

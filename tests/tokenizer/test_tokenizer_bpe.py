@@ -172,3 +172,10 @@ def test_decode_accepts_numpy_ids(tok):
 
     ids = tok.encode("numpy ids 한")
     assert tok.decode(np.array(ids, dtype=np.uint16)) == "numpy ids 한"
+
+
+def test_vocab_size_out_of_range():
+    with pytest.raises(LmforgeError, match="out of range"):
+        train_tokenizer(["abc"], 256)
+    with pytest.raises(LmforgeError, match="out of range"):
+        train_tokenizer(["abc"], 2**17 + 1)

@@ -64,3 +64,15 @@ def test_config_wrappers_run_the_stages(tmp_path, capsys):
     assert main(["tokenize", str(cfg), "--set", "tokenizer.shard_tokens=500"]) == 0
     stats = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert stats["documents"] == 12 and (runs / "w" / "tokens" / "manifest.json").is_file()
+
+
+def test_config_problems_are_reported_together():
+    import pytest
+
+    from lmforge.config import config_from_dict
+    from lmforge.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        config_from_dict({"tokenizer": {"vocab_size": 100, "pattern": "([bad", "special_tokens": ["a", "a"]}})
+    text = str(err.value)
+    assert "tokenizer.vocab_size" in text and "tokenizer.pattern" in text and "tokenizer.special_tokens" in text

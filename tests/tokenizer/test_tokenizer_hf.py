@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import ADVERSARIAL, make_texts
 from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer
@@ -29,11 +31,11 @@ def test_same_ids_through_transformers(tok, hf_pair, text):
     assert hf.decode(hf.encode(text)) == text
 
 
-@pytest.mark.parametrize("pattern", ["gpt2", "o200k"])
-def test_same_ids_for_other_patterns(pattern, tmp_path):
+@pytest.mark.parametrize("pattern,split_digits", [("gpt2", False), ("o200k", False), ("gpt4", True)])
+def test_same_ids_for_other_patterns(pattern, split_digits, tmp_path):
     from transformers import PreTrainedTokenizerFast
 
-    tok = train_tokenizer(make_texts(40), 700, pattern=pattern)
+    tok = train_tokenizer(make_texts(40), 700, pattern=pattern, split_digits=split_digits)
     hf = PreTrainedTokenizerFast(tokenizer_file=str(save_tokenizer_dir(tok, tmp_path / "t") / "hf" / "tokenizer.json"))
     for text in (REAL, *ADVERSARIAL):
         assert hf.encode(text) == tok.encode(text, allowed_special="all"), text[:40]
@@ -74,3 +76,18 @@ def test_merges_agree_with_hf_tokenizers():
     sample = "\n".join(make_texts(20, seed=9))
     ours_n, hf_n = len(ours.encode(sample)), len(hf.encode(sample).ids)
     assert abs(ours_n - hf_n) <= 0.03 * hf_n, (ours_n, hf_n)
+
+
+def test_auto_tokenizer_loads_the_export(tok, tmp_path):
+    from transformers import AutoTokenizer
+
+    out = save_tokenizer_dir(tok, tmp_path / "tk")
+    auto = AutoTokenizer.from_pretrained(str(out / "hf"))
+    assert auto.encode(REAL) == tok.encode(REAL, allowed_special="all")
+    assert auto.bos_token_id == auto.eos_token_id == tok.bos_id
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=200))
+def test_same_ids_on_any_text(tok, hf_pair, text):
+    assert hf_pair[1].encode(text) == tok.encode(text)

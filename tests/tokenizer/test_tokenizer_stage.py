@@ -37,6 +37,7 @@ def test_shards_hold_every_document_exactly(tokenized, tok):
     table = pq.read_table(rd.docs).to_pydict()
     assert manifest["version"] == 1 and manifest["vocab_size"] == tok.vocab_size
     assert manifest["bos_id"] == tok.bos_id and manifest["dtype"] == "uint16"
+    assert manifest["tokenizer_sha256"] == tokenize.tokenizer_file_sha256(rd.tokenizer)
     for source in ("web", "code"):
         texts = sorted(t for t, s in zip(table["text"], table["source"]) if s == source)
         got = [tok.decode(ids) for split in ("train", "val") for ids in read_docs(rd, source, split, manifest, tok.bos_id)]
@@ -160,3 +161,18 @@ def test_streaming_shard_matches_write_shard(tmp_path):
     aborted.write(np.array([1, 2]))
     aborted.abort()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.bin"]
+
+
+def test_missing_and_null_columns_get_defaults(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer
+
+    path = tmp_path / "docs" / "d.parquet"
+    path.parent.mkdir()
+    pq.write_table(pa.table({"text": ["one doc", None, "three docs"], "source": ["a", None, "a"]}), path)
+    save_tokenizer_dir(train_tokenizer(["one doc three docs"], 270), tmp_path / "tk")
+    stats = tokenize.tokenize_docs([path], tmp_path / "tk", tmp_path / "tokens", 1, 0.0, 100)
+    assert stats["sources"]["a"]["train"]["documents"] + stats["sources"]["a"].get("val", {}).get("documents", 0) == 2
+    assert stats["sources"]["default"]["train"]["documents"] == 1 and stats["documents"] == 3

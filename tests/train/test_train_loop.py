@@ -13,7 +13,7 @@ from lmforge.errors import LmforgeError
 from lmforge.train.checkpoint import latest_checkpoint
 from lmforge.train.loop import Trainer, train
 
-from conftest import make_token_run, tiny_config
+from lmf_train_data import make_token_run, tiny_config
 
 
 def metrics(rd, kind="train"):
@@ -143,3 +143,10 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
         assert abs(ra["loss"] - rb["loss"]) < 1e-4, (ra, rb)
     assert abs(metrics(single, "val")[-1]["val_loss"] - metrics(ddp, "val")[-1]["val_loss"]) < 1e-4
     assert latest_checkpoint(ddp.checkpoints).name == "step_4"
+
+
+def test_resuming_on_rebuilt_tokens_is_refused(token_run):
+    train(tiny_config(token_run.root, max_steps=2), token_run, log=lambda *_: None)
+    make_token_run(token_run.root, {"a": 5000, "b": 3000})  # tokenize ran again on other data
+    with pytest.raises(LmforgeError, match="other token shards.*delete"):
+        train(tiny_config(token_run.root, max_steps=4), token_run, log=lambda *_: None)

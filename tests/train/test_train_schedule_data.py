@@ -11,7 +11,7 @@ from lmforge.train.config import TrainConfig
 from lmforge.train.data import TrainLoader, load_manifest, val_batches
 from lmforge.train.optim import lr_at
 
-from conftest import make_token_run
+from lmf_train_data import make_token_run
 
 
 def test_lr_schedule_known_values():
