@@ -1,6 +1,6 @@
 """Training throughput on this machine's CPU for candidate demo shapes, against HF transformers.
 
-    python bench/bench_train.py [--threads 2] [--steps 6] [--repeats 3] [--learn-steps 0] [--keep DIR]
+    python bench/bench_train.py [--threads 2] [--steps 4] [--repeats 3] [--shapes A,B] [--learn-steps 0] [--keep DIR]
 
 Data: Debian's python3-doc reST sources (the demo's text), a 4096-token BPE trained on them,
 about 1.5 M tokens. For each shape it times optimizer steps of our GPT (median ms/step over
@@ -148,11 +148,12 @@ def learn(root: Path, shape: str, steps: int, threads: int) -> None:
     cfg = config_from_dict({"name": root.name, "runs_dir": str(root.parent), "seed": 1337,
                             "model": {"n_layer": layers, "n_head": heads, "n_embd": embd, "seq_len": seq},
                             "train": {"max_steps": steps, "batch_size": batch, "lr": 3e-3, "warmup_steps": 30,
-                                      "eval_every": max(1, steps // 6), "eval_batches": 8, "threads": threads,
+                                      "eval_every": max(1, steps // 5), "eval_batches": 8, "threads": threads,
                                       "log_every": 25, "device": "cpu"}})
     root.mkdir(parents=True, exist_ok=True)
-    (root / "tokens").exists() or (root / "tokens").symlink_to(root.parent / "tokens")
-    (root / "tokenizer").exists() or (root / "tokenizer").symlink_to(root.parent / "tokenizer")
+    for shared in ("tokens", "tokenizer"):  # the data prepared above, beside this run
+        if not (root / shared).exists():
+            (root / shared).symlink_to(root.parent / shared)
     stats = train(cfg, RunDir(root))
     print(f"learned: {stats['steps']} steps in {stats['train_seconds']:.0f}s, final val loss "
           f"{stats.get('val_loss', float('nan')):.3f} (ln vocab = {math.log(4096):.2f}), bpb {stats.get('val_bpb')}")

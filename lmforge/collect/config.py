@@ -62,6 +62,8 @@ class CollectConfig:
     """Fetch and obey robots.txt (turn off only for sites you own)."""
     warc_max_bytes: int = 1_000_000_000
     """Rotate to a new WARC file past this size."""
+    helper_processes: int = 0
+    """Processes that extract links and compress WARC records beside the fetch threads (0: none; for many cores)."""
     warc_gzip_level: int = 2
     """gzip level of the WARC records, 1 (fastest) to 9 (smallest); 1-3 use ISA-L when installed (docs/collect.md)."""
 
@@ -72,6 +74,8 @@ class CollectConfig:
         for name in ("max_pages", "max_page_bytes", "max_total_bytes", "concurrency", "per_host_concurrency"):
             if getattr(self, name) < 1:
                 problems.append(f"{name}: must be at least 1")
+        if self.helper_processes < 0:
+            problems.append("helper_processes: must be 0 or more")
         if not 1 <= self.warc_gzip_level <= 9:
             problems.append(f"warc_gzip_level: {self.warc_gzip_level} is not a gzip level from 1 to 9")
         if self.max_depth < 0:

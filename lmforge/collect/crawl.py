@@ -2,9 +2,10 @@
 
 Threads sharing one urllib3 pool manager (keep-alive connections; a body is streamed, so a
 page stops past its size limit; see fetcher.py) take URLs from a :class:`Frontier` that
-enforces per-host concurrency and delay. Every exchange (pages, error
-pages and each redirect hop) is written as a response + request record pair; the journal under
-``state/`` makes a rerun continue where a killed crawl stopped (see warcout.py).
+enforces per-host concurrency and delay. Every exchange (pages, error pages and each redirect
+hop) is written as a response + request record pair; the journal under ``state/`` makes a
+rerun continue where a killed crawl stopped (see warcout.py). What costs CPU per page (links,
+charset, gzip, digests) is :func:`pack_page`, optionally run in helper processes.
 """
 
 from __future__ import annotations
@@ -54,6 +55,69 @@ class Fetched:
 
 class Skip(Exception):
     """A page not recorded, for a counted reason (too_large, non_html)."""
+
+
+def pack_page(url: str, request: tuple, response: tuple, page: bool, follow: bool, sort_query: bool,
+              max_payload: int, level: int) -> tuple[list[str], bytes]:
+    """The CPU work on a fetched exchange: charset, links (when ``follow``) and the packed WARC
+    records. A pure function of its arguments, so that a helper process can run it."""
+    from lmforge.collect.charset import detect_charset
+    from lmforge.collect.readers import decode_content_encoding
+    from lmforge.collect.warcout import pack_exchange
+
+    protocol, status_line, headers, body = response
+    charset, links = None, []
+    if page:
+        header = {k.lower(): v for k, v in reversed(headers)}  # the first of a repeated header wins
+        payload = decode_content_encoding(body, header.get("content-encoding"), max_payload)
+        charset = detect_charset(payload, _header_charset(header.get("content-type", "")))
+        if follow:
+            links = page_links(payload, url, charset, sort_query)
+    extra = {"WARC-Identified-Content-Charset": charset} if charset else {}
+    return links, pack_exchange(url, request, response, extra, level)
+
+
+class Helpers:
+    """Runs :func:`pack_page` in ``n`` helper processes, or in the calling thread when ``n`` is 0.
+
+    Link extraction and compression are most of a crawl's CPU time and run under the GIL; in a
+    helper process they run beside the fetch threads. That pays only with idle cores: on 2
+    shared cores (the demo-site benchmark) one helper lowered throughput by a tenth, as
+    shipping each body to it costs more than it saves when no core is free.
+    """
+
+    def __init__(self, n: int):
+        self.pool = None
+        if n > 0:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: a helper starts in milliseconds with the modules already imported (spawn
+            # would import lmforge again in each); it runs only a pure function, so the
+            # parent's threads do not matter to it.
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else None)
+            self.pool = ProcessPoolExecutor(n, mp_context=context)
+            self.pool.submit(int).result()  # start them now, before the fetch threads
+
+    def run(self, fn, *args):
+        pool = self.pool
+        if pool is not None:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                return pool.submit(fn, *args).result()
+            except BrokenProcessPool:  # a helper was killed: carry on without them
+                if self.pool is pool:
+                    logging.getLogger(__name__).warning("a helper process died; going on in the crawl process")
+                    self.pool = None
+                    pool.shutdown(wait=False)
+        return fn(*args)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
 
 
 class Frontier:
@@ -214,7 +278,7 @@ class Crawler:
         out_dir.mkdir(parents=True, exist_ok=True)
         self.seeds = [normalize_url(s, cfg.sort_query) for s in seeds]
         self.scope = Scope(cfg.scope, self.seeds, cfg.allowed_hosts, cfg.include, cfg.exclude)
-        self.robots = RobotsCache(cfg.user_agent, (cfg.connect_timeout, cfg.read_timeout), cfg.obey_robots)
+        self.robots = RobotsCache(cfg.user_agent, cfg.obey_robots)
         self.frontier = Frontier(cfg.per_host_concurrency, cfg.per_host_delay)
         self.lock = threading.Lock()  # seen set and counters
         self.io_lock = threading.Lock()  # WARC file and journal, in the order they are written
@@ -275,13 +339,14 @@ class Crawler:
     def run(self) -> dict:
         from tqdm import tqdm
 
-        self.t0 = time.monotonic()
-        self.deadline = self.t0 + self.cfg.max_seconds
-        self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
-                        desc="crawl", disable=not self.progress, dynamic_ncols=True)
         from lmforge.collect.fetcher import Client
 
+        self.t0 = time.monotonic()
+        self.deadline = self.t0 + self.cfg.max_seconds
+        self.helpers = Helpers(self.cfg.helper_processes)  # first: forked before any thread of ours starts
         self.client = Client(self.cfg.per_host_concurrency, (self.cfg.connect_timeout, self.cfg.read_timeout))
+        self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
+                        desc="crawl", disable=not self.progress, dynamic_ncols=True)
         workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.cfg.concurrency)]
         for w in workers:
             w.start()
@@ -301,6 +366,7 @@ class Crawler:
                 self.journal.close()
             self.bar.close()
             self.client.clear()
+            self.helpers.close()
         return self._report()
 
     def _budget_left(self, in_flight: int) -> bool:
@@ -418,20 +484,16 @@ class Crawler:
 
     # -- recording ---------------------------------------------------------------------------
     def _record(self, item: Item, got: Fetched, page: bool) -> None:
-        from lmforge.collect.charset import detect_charset
-        from lmforge.collect.readers import decode_content_encoding
-
-        payload = decode_content_encoding(got.body, got.header("Content-Encoding"), self.cfg.max_page_bytes * 4)
-        charset = detect_charset(payload, _header_charset(got.header("Content-Type"))) if page else None
         parts = urlsplit(item.url)
         request = ("GET", parts.path + (f"?{parts.query}" if parts.query else ""), [("Host", parts.netloc)] +
                    [(k, v) for k, v in got.request_headers if k.lower() != "host"])
+        response = (got.protocol, f"{got.status} {got.reason}".strip(), got.headers, got.body)
+        follow = page and 200 <= got.status < 300 and item.depth < self.cfg.max_depth
+        links, members = self.helpers.run(pack_page, item.url, request, response, page, follow, self.cfg.sort_query,
+                                          self.cfg.max_page_bytes * 4, self.cfg.warc_gzip_level)
         # Links are journaled before the page is marked done, so a crash between loses none.
-        if page and 200 <= got.status < 300 and item.depth < self.cfg.max_depth:
-            self._enqueue_many(page_links(payload, item.url, charset, self.cfg.sort_query), item.depth + 1)
-        extra = {"WARC-Identified-Content-Charset": charset} if charset else {}
-        members = self.writer.pack_exchange(
-            item.url, request, (got.protocol, f"{got.status} {got.reason}".strip(), got.headers, got.body), extra)
+        if links:
+            self._enqueue_many(links, item.depth + 1)
         with self.io_lock:  # the page counts as fetched only once its records are flushed
             name, end = self.writer.append(members)
             self.journal.write(ev="done", url=item.url, file=name, end=end, status=got.status,

@@ -15,8 +15,8 @@ class RobotsCache:
     means the site is unreachable, so everything on it is disallowed.
     """
 
-    def __init__(self, user_agent: str, timeout: tuple[float, float], obey: bool = True):
-        self.user_agent, self.timeout, self.obey = user_agent, timeout, obey
+    def __init__(self, user_agent: str, obey: bool = True):
+        self.user_agent, self.obey = user_agent, obey  # timeouts are the client's (fetcher.Client)
         self._rules: dict[str, object] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()

@@ -72,7 +72,10 @@ class Engine:
         generator = None
         if temperature > 0:
             generator = torch.Generator(device=self.device)
-            generator.manual_seed(seed if seed is not None else int(torch.seed() % 2**63))
+            if seed is None:
+                generator.seed()  # a fresh random seed, leaving torch's global RNG alone
+            else:
+                generator.manual_seed(seed)
         step = self._cached_steps if use_cache else self._uncached_steps
         ids = list(prompt_ids)
         for logits in step(ids, max_new_tokens):

@@ -150,3 +150,21 @@ def test_resuming_on_rebuilt_tokens_is_refused(token_run):
     make_token_run(token_run.root, {"a": 5000, "b": 3000})  # tokenize ran again on other data
     with pytest.raises(LmforgeError, match="other token shards.*delete"):
         train(tiny_config(token_run.root, max_steps=4), token_run, log=lambda *_: None)
+
+
+def test_torchrun_cli_two_processes_write_once(token_run, tmp_path):
+    """`torchrun --nproc_per_node=2 -m lmforge train CONFIG`: rank 0 alone logs, writes and marks."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"""name = "run"\nruns_dir = "{token_run.root.parent}"\n[model]\nn_layer = 1\nn_head = 2
+n_embd = 32\nseq_len = 32\n[train]\nmax_steps = 3\nbatch_size = 2\neval_batches = 1\ndevice = "cpu"\nthreads = 1\n""")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+           f"--master_port={_free_port()}", "-m", "lmforge", "train", str(config)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("step 3/3") == 1
+    assert token_run.read_stats("train")["world_size"] == 2
+    assert [r["step"] for r in metrics(token_run)] == [1, 2, 3]
