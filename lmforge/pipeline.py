@@ -8,7 +8,9 @@ stats, so an interrupted stage is simply run again.
 from __future__ import annotations
 
 import importlib
+import shutil
 import time
+from pathlib import Path
 from typing import Callable
 
 from lmforge.config import RunConfig, to_toml
@@ -23,6 +25,14 @@ STAGES: dict[str, str] = {
     "train": "lmforge.train.loop",
     "sample": "lmforge.sample.stage",
     "report": "lmforge.report",
+}
+
+
+# Stages that resume from their own partial outputs: a forced (fresh) run must remove them first,
+# or it would resume a finished crawl or training and do nothing.
+RESUMABLE_OUTPUTS: dict[str, Callable[[RunDir], list[Path]]] = {
+    "crawl": lambda rd: [rd.crawl],
+    "train": lambda rd: [rd.checkpoints, rd.metrics],
 }
 
 
@@ -49,6 +59,7 @@ def run_pipeline(cfg: RunConfig, force: list[str] = (), only: list[str] = (), un
     # even when this invocation does not run them (--only).
     for stage in names[first_forced:]:
         rd.clear_marker(stage)
+        _remove_resumable_outputs(stage, rd)
     last = names.index(until) if until else len(names) - 1
     for stage in names[: last + 1]:
         if only and stage not in only:
@@ -58,6 +69,14 @@ def run_pipeline(cfg: RunConfig, force: list[str] = (), only: list[str] = (), un
             continue
         _run_one(stage, cfg, rd, log)
     return rd
+
+
+def _remove_resumable_outputs(stage: str, rd: RunDir) -> None:
+    for path in RESUMABLE_OUTPUTS.get(stage, lambda _: [])(rd):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _run_one(stage: str, cfg: RunConfig, rd: RunDir, log: Callable[[str], None]) -> None:

@@ -78,3 +78,15 @@ def test_forcing_one_stage_with_only_makes_later_stages_stale(tmp_path, calls):
     pipeline.run_pipeline(cfg, only=["tokenizer"], force=["tokenizer"], log=lambda m: None)
     assert calls == ["tokenizer"]
     assert rd.is_complete("clean") and not rd.is_complete("tokenize") and not rd.is_complete("train")
+
+
+def test_forced_training_starts_fresh_but_an_interrupted_one_resumes(tmp_path, calls):
+    cfg = config_from_dict({"name": "t", "runs_dir": str(tmp_path)})
+    rd = pipeline.run_pipeline(cfg, log=lambda m: None)
+    (rd.checkpoints / "step_5").mkdir(parents=True)
+    rd.metrics.write_text("{}\n")
+    rd.clear_marker("train")  # as after a crash: the checkpoints are kept to resume from
+    pipeline.run_pipeline(cfg, log=lambda m: None)
+    assert (rd.checkpoints / "step_5").exists() and rd.metrics.exists()
+    pipeline.run_pipeline(cfg, force=["tokenize"], log=lambda m: None)
+    assert not rd.checkpoints.exists() and not rd.metrics.exists()
