@@ -23,7 +23,8 @@ def write_report(run_dir: str | Path) -> Path:
         raise LmforgeError(f"{rd.root}: no such run directory (run `lmforge run CONFIG` first)")
     metrics = read_metrics(rd.metrics)
     plot = rd.root / "loss.png"
-    has_plot = plot_losses(metrics, plot)
+    vocab = (rd.read_stats("tokenizer") or {}).get("vocab_size")
+    has_plot = plot_losses(metrics, plot, baseline=math.log(vocab) if vocab else None)
     parts = [f"# Run report: {rd.root.name}\n"]
     parts += _funnel_section(rd)
     parts += _tokens_section(rd)
@@ -46,7 +47,7 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-def plot_losses(metrics: list[dict], out: Path) -> bool:
+def plot_losses(metrics: list[dict], out: Path, baseline: float | None = None) -> bool:
     train = [(m["step"], m["loss"]) for m in metrics if m.get("kind") == "train" and "loss" in m]
     val = [(m["step"], m["val_loss"]) for m in metrics if m.get("kind") == "val" and "val_loss" in m]
     if not train and not val:
@@ -61,6 +62,8 @@ def plot_losses(metrics: list[dict], out: Path) -> bool:
         ax.plot(*zip(*train), label="train loss", linewidth=1)
     if val:
         ax.plot(*zip(*val), "o-", label="validation loss")
+    if baseline:
+        ax.axhline(baseline, linestyle="--", color="grey", linewidth=1, label="uniform guess, ln(vocab)")
     ax.set_xlabel("step")
     ax.set_ylabel("cross-entropy (nats/token)")
     ax.grid(alpha=0.3)

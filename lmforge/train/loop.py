@@ -52,6 +52,16 @@ def resolve_model_config(cfg: RunConfig, manifest: dict):
     return cfg.model
 
 
+def _check_tokens_match_tokenizer(manifest: dict, rd: RunDir) -> None:
+    """Token ids only mean something with the tokenizer that made them (sampling decodes with it)."""
+    from lmforge.tokenizer.tokenize import tokenizer_file_sha256
+
+    made_by = manifest.get("tokenizer_sha256")
+    if made_by and rd.tokenizer.is_dir() and made_by != tokenizer_file_sha256(rd.tokenizer):
+        raise LmforgeError(f"{rd.tokens} was made by another tokenizer than {rd.tokenizer}; "
+                           "rerun the tokenize stage: `lmforge run CONFIG --force tokenize`")
+
+
 class Trainer:
     """State of one training run; ``run()`` does the steps."""
 
@@ -65,6 +75,7 @@ class Trainer:
 
         self.cfg, self.rd, self.env, self.log, self.tc = cfg, rd, env, log, cfg.train
         manifest = load_manifest(rd.tokens)
+        _check_tokens_match_tokenizer(manifest, rd)
         self.tokens_id = _fingerprint(rd.tokens / "manifest.json")
         self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
         self.model_cfg = resolve_model_config(cfg, manifest)

@@ -168,3 +168,15 @@ n_embd = 32\nseq_len = 32\n[train]\nmax_steps = 3\nbatch_size = 2\neval_batches 
     assert done.stdout.count("step 3/3") == 1
     assert token_run.read_stats("train")["world_size"] == 2
     assert [r["step"] for r in metrics(token_run)] == [1, 2, 3]
+
+
+def test_tokens_made_by_another_tokenizer_are_refused(tmp_path):
+    from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer
+
+    rd = make_token_run(tmp_path / "run", {"web": 3000})
+    save_tokenizer_dir(train_tokenizer(["some text to train on"] * 5, 260), rd.tokenizer, hf_export=False)
+    manifest = json.loads((rd.tokens / "manifest.json").read_text())
+    manifest["tokenizer_sha256"] = "0" * 64  # the tokens came from a tokenizer that was since retrained
+    (rd.tokens / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(LmforgeError, match="another tokenizer"):
+        train(tiny_config(tmp_path / "run"), rd, log=lambda *_: None)
