@@ -10,7 +10,7 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ADVERSARIAL, make_texts
+from lmf_tokenizer_data import ADVERSARIAL, make_texts
 from lmforge.errors import LmforgeError
 from lmforge.tokenizer.bpe import PATTERNS, Tokenizer, resolve_pattern
 from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer

@@ -53,7 +53,7 @@ def test_standalone_train_and_missing_tokenizer(trained_run, tmp_path, capsys):
 
 
 def test_config_wrappers_run_the_stages(tmp_path, capsys):
-    from conftest import make_texts, write_docs
+    from lmf_tokenizer_data import make_texts, write_docs
 
     runs = tmp_path / "runs"
     write_docs(runs / "w" / "docs" / "part-00000.parquet", make_texts(12))

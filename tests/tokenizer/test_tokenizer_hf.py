@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ADVERSARIAL, make_texts
+from lmf_tokenizer_data import ADVERSARIAL, make_texts
 from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer
 
 REAL = "\n\n".join(make_texts(8, seed=3)) + "\n" + "\n".join(ADVERSARIAL)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import make_run, make_texts, write_docs
+from lmf_tokenizer_data import make_run, make_texts, write_docs
 from lmforge.errors import LmforgeError
 from lmforge.tokenizer import shards, tokenize, train
 from lmforge.tokenizer.bpe import Tokenizer
