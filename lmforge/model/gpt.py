@@ -209,9 +209,19 @@ class GPT(nn.Module):
 
 # ---------------------------------------------------------------- Hugging Face export / import
 
+def _transformers():
+    try:
+        import transformers
+    except ModuleNotFoundError:
+        from lmforge.errors import LmforgeError
+
+        raise LmforgeError("Hugging Face export needs transformers: pip install 'lmforge[hf]'") from None
+    return transformers
+
+
 def hf_config(cfg: ModelConfig, bos_id: int | None = None):
     """The ``transformers.LlamaConfig`` of the same shape (built locally, nothing downloaded)."""
-    from transformers import LlamaConfig
+    LlamaConfig = _transformers().LlamaConfig
 
     return LlamaConfig(
         vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=mlp_hidden_size(cfg),
@@ -225,7 +235,7 @@ def hf_config(cfg: ModelConfig, bos_id: int | None = None):
 
 def to_hf(model: GPT, bos_id: int | None = None):
     """A ``LlamaForCausalLM`` holding a copy of ``model``'s weights (same logits)."""
-    from transformers import LlamaForCausalLM
+    LlamaForCausalLM = _transformers().LlamaForCausalLM
 
     hf = LlamaForCausalLM(hf_config(model.config, bos_id))
     state = {("lm_head.weight" if k == "lm_head.weight" else f"model.{k}"): v

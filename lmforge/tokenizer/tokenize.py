@@ -24,7 +24,7 @@ from lmforge.tokenizer.corpus import doc_files, doc_hash, iter_batches
 from lmforge.tokenizer.shards import StreamingShard, dtype_for_vocab
 
 MANIFEST = "manifest.json"
-BATCH_DOCS = 64  # documents per task: small enough to spread a few MB over the workers
+IN_FLIGHT = 4  # tasks per worker queued or running: workers never wait for the main process
 
 
 # -- the split -------------------------------------------------------------------------------
@@ -54,31 +54,70 @@ def is_val(doc_id: str, seed: int, val_fraction: float, forced: set[str]) -> boo
     return doc_hash(seed, doc_id) < val_fraction or doc_id in forced
 
 
+# -- tasks (main process) --------------------------------------------------------------------
+TASK_BYTES = 256 * 1024  # text per task, ~15 ms of encoding: the last task leaves the others idle briefly
+READ_ROWS = 1024  # documents per Parquet read: bounds the text the main process holds
+
+
+def _tasks(files: list[Path]) -> Iterator[tuple[list[str], list[str], bytes, np.ndarray]]:
+    """Tasks of about TASK_BYTES of text each, in input order: (ids, sources, the texts' UTF-8
+    bytes end to end, offsets into them). The main process never makes a Python string of a
+    text, and a task pickles as one bytes object and one array (no per-document work)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for batch in iter_batches(files, ["id", "source", "text"], batch_size=READ_ROWS, arrow_columns=("text",)):
+        text = batch["text"]
+        if text.null_count:
+            text = pc.fill_null(text, "")
+        if text.type != pa.large_string():
+            text = text.cast(pa.large_string())  # int64 offsets whatever the file's string type
+        offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
+        data = memoryview(text.buffers()[2] or b"")
+        rel = offsets - offsets[0]
+        start = 0
+        while start < len(text):
+            # the most documents that fit in TASK_BYTES, and at least one
+            end = max(start + 1, int(np.searchsorted(rel, rel[start] + TASK_BYTES, side="right")) - 1)
+            yield (batch["id"][start:end], batch["source"][start:end],
+                   bytes(data[offsets[start]:offsets[end]]), rel[start:end + 1] - rel[start])
+            start = end
+
+
 # -- encoding (runs in the worker processes) ---------------------------------------------------
 _WORKER: dict = {}
 
 
+def _set_worker(tok, seed: int, val_fraction: float, forced: set[str]) -> None:
+    tok.encoding  # build tiktoken's tables once, before any fork
+    _WORKER.update(tok=tok, seed=seed, val_fraction=val_fraction, forced=forced,
+                   bos=np.array([tok.bos_id], dtype=np.uint32), dtype=dtype_for_vocab(tok.vocab_size))
+
+
 def _init_worker(tokenizer_dir: str, seed: int, val_fraction: float, forced: set[str]) -> None:
+    """Pool initializer where processes are spawned, not forked: load the tokenizer here."""
     from lmforge.tokenizer.bpe import Tokenizer
 
-    tok = Tokenizer.load(tokenizer_dir)
-    _WORKER.update(tok=tok, seed=seed, val_fraction=val_fraction, forced=forced,
-                   dtype=dtype_for_vocab(tok.vocab_size))
+    _set_worker(Tokenizer.load(tokenizer_dir), seed, val_fraction, forced)
 
 
-def _encode_batch(batch: dict[str, list]) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
-    """One batch of documents -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
-    tok, w = _WORKER["tok"], _WORKER
+def _encode_task(task: tuple) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
+    """One task -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
+    ids, sources, data, offsets = task
+    w = _WORKER
+    encode, bos = w["tok"].encoding.encode_to_numpy, w["bos"]
     parts: dict[tuple[str, str], list] = collections.defaultdict(lambda: [[], 0, 0])
-    for doc_id, source, text in zip(batch["id"], batch["source"], batch["text"]):
-        text = text or ""
+    offsets = offsets.tolist()
+    for i, (doc_id, source) in enumerate(zip(ids, sources)):
+        a, b = offsets[i], offsets[i + 1]
         split = "val" if is_val(doc_id, w["seed"], w["val_fraction"], w["forced"]) else "train"
         part = parts[(source, split)]
-        part[0].append(tok.bos_id)
-        part[0].extend(tok.encode(text))
+        # disallowed_special=(): special-token text in a document is ordinary text, as in encode_ordinary
+        part[0] += (bos, encode(data[a:b].decode("utf-8", "replace"), disallowed_special=()))
         part[1] += 1
-        part[2] += len(text.encode("utf-8", "surrogatepass"))
-    return {key: (np.array(ids, dtype=w["dtype"]), docs, nbytes) for key, (ids, docs, nbytes) in parts.items()}
+        part[2] += b - a
+    return {key: (np.concatenate(arrays, dtype=w["dtype"], casting="same_kind"), docs, nbytes)
+            for key, (arrays, docs, nbytes) in parts.items()}
 
 
 # -- shard writing ---------------------------------------------------------------------------
@@ -161,8 +200,9 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
         raise LmforgeError(f"sources {sorted(counts)} map to clashing folder names; rename them in the clean stage")
     writers: dict[tuple[str, str], TokenShardWriter] = {}
     init = (str(tokenizer_dir), seed, val_fraction, forced)
+    _set_worker(tok, *init[1:])  # here: used directly by one worker, inherited by forked ones
     try:
-        for result in _encoded_batches(files, init, workers or os.cpu_count() or 1, sum(counts.values())):
+        for result in _encoded_tasks(files, init, workers or os.cpu_count() or 1, sum(counts.values())):
             for (source, split), (tokens, docs, nbytes) in result.items():
                 key = (source, split)
                 if key not in writers:
@@ -179,18 +219,16 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
     return _stats(counts, writers)
 
 
-def _encoded_batches(files: list[Path], init: tuple, workers: int, total_docs: int) -> Iterator[dict]:
-    """Encoded batches in input order; at most 2 x workers batches in flight (bounded memory)."""
+def _encoded_tasks(files: list[Path], init: tuple, workers: int, total_docs: int) -> Iterator[dict]:
+    """Encoded tasks in input order; at most IN_FLIGHT x workers tasks in flight (bounded memory)."""
     from tqdm import tqdm
 
-    batches = iter_batches(files, ["id", "source", "text"], batch_size=BATCH_DOCS)
+    tasks = _tasks(files)
     bar = tqdm(total=total_docs, unit="doc", desc="tokenize", disable=None, mininterval=2)
-    _init_worker(*init)  # here: used directly by one worker, inherited by forked ones
-    _WORKER["tok"].encoding  # build tiktoken's tables once, before any fork
     if workers == 1:
-        for batch in batches:
-            bar.update(len(batch["id"]))
-            yield _encode_batch(batch)
+        for task in tasks:
+            bar.update(len(task[0]))
+            yield _encode_task(task)
         bar.close()
         return
     import multiprocessing as mp
@@ -202,9 +240,9 @@ def _encoded_batches(files: list[Path], init: tuple, workers: int, total_docs: i
     with mp.get_context("fork" if fork else "spawn").Pool(
             workers, initializer=None if fork else _init_worker, initargs=() if fork else init) as pool:
         pending: collections.deque = collections.deque()
-        for batch in batches:
-            pending.append((len(batch["id"]), pool.apply_async(_encode_batch, (batch,))))
-            if len(pending) >= 2 * workers:
+        for task in tasks:
+            pending.append((len(task[0]), pool.apply_async(_encode_task, (task,))))
+            if len(pending) >= IN_FLIGHT * workers:
                 n, res = pending.popleft()
                 bar.update(n)
                 yield res.get()
