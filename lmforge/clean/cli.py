@@ -55,7 +55,7 @@ def _config_data(args: argparse.Namespace) -> dict:
 
     clean = {"inputs": [{"path": p, "format": args.format, "source": args.source, "text_field": args.text_field}
                         for p in args.input],
-             "workers": args.workers, "quality_filter": not args.no_quality, "exact_dedup": not args.no_dedup,
+             "workers": args.workers, "quality": {"enabled": not args.no_quality}, "exact_dedup": not args.no_dedup,
              "minhash_dedup": not args.no_dedup, "pii": not args.no_pii}
     if args.languages is not None:
         clean["languages"] = [code.strip() for code in args.languages.split(",") if code.strip()]

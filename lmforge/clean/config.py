@@ -28,27 +28,14 @@ class InputSpec:
 
 
 @dataclass
-class CleanConfig:
-    """``[clean]``: turns raw records into documents worth training on."""
+class QualityConfig:
+    """``[clean.quality]``: Gopher quality and repetition rules (Rae et al. 2021) plus FineWeb's
+    punctuated-lines rule; the defaults are the papers' numbers."""
 
-    inputs: list[InputSpec] = field(default_factory=list)
-    """Existing archives to read; empty reads this run's crawl/*.warc.gz as source 'web'."""
-    languages: list[str] = field(default_factory=lambda: ["en"])
-    """ISO 639-1 codes kept by the language filter; empty keeps every language."""
-    min_language_score: float = 0.65
-    """Drop documents whose language probability is lower (FineWeb uses 0.65)."""
-    extract_fast: bool = False
-    """Skip trafilatura's readability/jusText fallback: about 1.7x faster, the same text on
-    well-formed pages such as the Python docs, less robust on odd ones."""
-    url_block_domains: list[str] = field(default_factory=list)
-    """Domains whose pages (subdomains included) are dropped, e.g. ["example.com"]."""
-    url_block_patterns: list[str] = field(default_factory=list)
-    """Regexes; a document whose URL matches one is dropped."""
+    enabled: bool = True
     min_words: int = 50
     """Gopher: fewer words than this is too short to be useful."""
     max_words: int = 100_000
-    quality_filter: bool = True
-    """Gopher-style quality rules (word length, symbol ratio, stop words, ...)."""
     min_mean_word_length: float = 3.0
     """Gopher: mean word length (characters) must lie in [min, max] (alphabetic scripts only)."""
     max_mean_word_length: float = 10.0
@@ -68,6 +55,41 @@ class CleanConfig:
     """Gopher: at most this fraction of lines may repeat an earlier line."""
     max_duplicate_line_chars_ratio: float = 0.2
     """Gopher: at most this fraction of characters may be in repeated lines."""
+
+    def validate(self) -> list[str]:
+        problems = []
+        if self.min_words < 0 or self.max_words < self.min_words:
+            problems.append("min_words/max_words: need 0 <= min_words <= max_words")
+        if not 0 < self.min_mean_word_length <= self.max_mean_word_length:
+            problems.append("min_mean_word_length/max_mean_word_length: need 0 < min <= max")
+        for name in ("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio",
+                     "min_punct_lines_ratio", "max_duplicate_lines_ratio", "max_duplicate_line_chars_ratio"):
+            if not 0 <= getattr(self, name) <= 1:
+                problems.append(f"{name}: must be between 0 and 1")
+        if self.max_symbol_word_ratio < 0 or self.min_stop_words < 0:
+            problems.append("max_symbol_word_ratio and min_stop_words: must be 0 or more")
+        return problems
+
+
+@dataclass
+class CleanConfig:
+    """``[clean]``: turns raw records into documents worth training on."""
+
+    inputs: list[InputSpec] = field(default_factory=list)
+    """Existing archives to read; empty reads this run's crawl/*.warc.gz as source 'web'."""
+    languages: list[str] = field(default_factory=lambda: ["en"])
+    """ISO 639-1 codes kept by the language filter; empty keeps every language."""
+    min_language_score: float = 0.65
+    """Drop documents whose language probability is lower (FineWeb uses 0.65)."""
+    extract_fast: bool = False
+    """Skip trafilatura's readability/jusText fallback: about 1.7x faster, the same text on
+    well-formed pages such as the Python docs, less robust on odd ones."""
+    url_block_domains: list[str] = field(default_factory=list)
+    """Domains whose pages (subdomains included) are dropped, e.g. ["example.com"]."""
+    url_block_patterns: list[str] = field(default_factory=list)
+    """Regexes; a document whose URL matches one is dropped."""
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    """``[clean.quality]``: the Gopher/FineWeb quality thresholds."""
     exact_dedup: bool = True
     minhash_dedup: bool = True
     minhash_threshold: float = 0.8
@@ -88,16 +110,6 @@ class CleanConfig:
             problems.append("minhash_threshold: must be in (0, 1]")
         if self.executor not in ("local", "ray"):
             problems.append(f"executor: {self.executor!r} is not one of local, ray")
-        if self.min_words < 0 or self.max_words < self.min_words:
-            problems.append("min_words/max_words: need 0 <= min_words <= max_words")
-        if not 0 < self.min_mean_word_length <= self.max_mean_word_length:
-            problems.append("min_mean_word_length/max_mean_word_length: need 0 < min <= max")
-        for name in ("max_bullet_lines_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio",
-                     "min_punct_lines_ratio", "max_duplicate_lines_ratio", "max_duplicate_line_chars_ratio"):
-            if not 0 <= getattr(self, name) <= 1:
-                problems.append(f"{name}: must be between 0 and 1")
-        if self.max_symbol_word_ratio < 0 or self.min_stop_words < 0:
-            problems.append("max_symbol_word_ratio and min_stop_words: must be 0 or more")
         if self.minhash_num_perm < 16:
             problems.append("minhash_num_perm: use at least 16 permutations (128 is usual)")
         if self.workers < 0:

@@ -216,14 +216,8 @@ def build_filters(c: CleanConfig) -> list:
     if c.url_block_domains or c.url_block_patterns:
         steps.append(URLFilter(c.url_block_domains, c.url_block_patterns))
     steps.append(LanguageFilter(c.languages, c.min_language_score))
-    if c.quality_filter:
-        steps.append(GopherQualityFilter(
-            min_words=c.min_words, max_words=c.max_words, min_mean_word_length=c.min_mean_word_length,
-            max_mean_word_length=c.max_mean_word_length, max_symbol_word_ratio=c.max_symbol_word_ratio,
-            max_bullet_lines_ratio=c.max_bullet_lines_ratio, max_ellipsis_lines_ratio=c.max_ellipsis_lines_ratio,
-            min_alpha_words_ratio=c.min_alpha_words_ratio, min_stop_words=c.min_stop_words,
-            min_punct_lines_ratio=c.min_punct_lines_ratio, max_duplicate_lines_ratio=c.max_duplicate_lines_ratio,
-            max_duplicate_line_chars_ratio=c.max_duplicate_line_chars_ratio))
+    if c.quality.enabled:
+        steps.append(GopherQualityFilter(c.quality))
     return steps
 
 
@@ -397,4 +391,4 @@ def _log_funnel(stats: dict) -> None:
         print(f"[clean] {name:<12} in={counts['in']:<7} out={counts['out']:<7} {drops}".rstrip())
     if not stats["docs"]:
         print("[clean] warning: no document kept; the reasons are in rejects/*.parquet and stats/clean.json "
-              "(languages, min_words and the quality thresholds are the usual suspects)")
+              "(languages and the [clean.quality] thresholds are the usual suspects)")

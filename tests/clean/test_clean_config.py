@@ -22,4 +22,4 @@ def test_bad_input_spec_names_the_key():
 
 def test_default_clean_config_is_valid():
     cfg = config_from_dict({"clean": {"languages": ["en", "ko"], "url_block_domains": ["spam.example"]}})
-    assert cfg.clean.min_words == 50 and cfg.clean.minhash_threshold == 0.8
+    assert cfg.clean.quality.min_words == 50 and cfg.clean.minhash_threshold == 0.8

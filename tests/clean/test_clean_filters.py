@@ -3,6 +3,7 @@ from clean_texts import BREAD, FRENCH, KOREAN, RIVER, RUSSIAN
 
 from lmforge.clean.document import Document
 from lmforge.clean.filters.language import LanguageFilter
+from lmforge.clean.config import QualityConfig
 from lmforge.clean.filters.quality import GopherQualityFilter, split_words
 from lmforge.clean.filters.url import URLFilter
 
@@ -57,7 +58,7 @@ SENTENCE = "The cat sat on the mat and looked at the birds that flew over the ga
     ("\n".join([SENTENCE * 4] * 2 + [f"Line {i} is new." for i in range(12)]), "duplicate_line_chars"),
 ])
 def test_each_quality_rule_fires_with_its_reason(text, reason):
-    f = GopherQualityFilter(max_words=100 if reason == "too_many_words" else 100_000)
+    f = GopherQualityFilter(QualityConfig(max_words=100 if reason == "too_many_words" else 100_000))
     result = f.filter(doc(text))
     assert result is not True and result[1] == reason, result
 

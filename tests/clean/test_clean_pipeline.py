@@ -162,7 +162,7 @@ def test_cli_cleans_jsonl_with_all_languages(tmp_path, capsys):
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     assert main(["clean", "--input", str(data), "--out", str(out), "--languages", "",
-                 "--set", "clean.min_words=40"]) == 0
+                 "--set", "clean.quality.min_words=40"]) == 0
     docs = read(out / "docs")
     assert [(d["id"], d["source"], d["language"]) for d in docs] == [("a", "books", "en"), ("b", "books", "fr")]
     stats = json.loads((out / "stats" / "clean.json").read_text())

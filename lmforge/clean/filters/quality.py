@@ -10,9 +10,10 @@ found ``en``.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
+from lmforge.clean.config import QualityConfig
 from lmforge.clean.document import Document
 
 # Gopher: "at least two of the following English stop words: the, be, to, of, and, that, have, with".
@@ -60,18 +61,7 @@ class GopherQualityFilter:
     duplicated lines (Gopher repetition rules).
     """
 
-    min_words: int = 50
-    max_words: int = 100_000
-    min_mean_word_length: float = 3.0
-    max_mean_word_length: float = 10.0
-    max_symbol_word_ratio: float = 0.1
-    max_bullet_lines_ratio: float = 0.9
-    max_ellipsis_lines_ratio: float = 0.3
-    min_alpha_words_ratio: float = 0.8
-    min_stop_words: int = 2
-    min_punct_lines_ratio: float = 0.12
-    max_duplicate_lines_ratio: float = 0.3
-    max_duplicate_line_chars_ratio: float = 0.2
+    thresholds: QualityConfig = field(default_factory=QualityConfig)
 
     name = "quality"
 
@@ -86,56 +76,56 @@ class GopherQualityFilter:
         return True
 
     def _word_count(self, doc, words, lines):
-        if len(words) < self.min_words:
+        if len(words) < self.thresholds.min_words:
             return "too_few_words", str(len(words))
-        if len(words) > self.max_words:
+        if len(words) > self.thresholds.max_words:
             return "too_many_words", str(len(words))
 
     def _mean_word_length(self, doc, words, lines):
         if _is_wide_script(doc.text):
             return None
         mean = sum(map(len, words)) / len(words)
-        if not self.min_mean_word_length <= mean <= self.max_mean_word_length:
+        if not self.thresholds.min_mean_word_length <= mean <= self.thresholds.max_mean_word_length:
             return "mean_word_length", f"{mean:.2f}"
 
     def _symbols(self, doc, words, lines):
         ratio = (doc.text.count("#") + sum(doc.text.count(e) for e in ELLIPSES)) / len(words)
-        if ratio > self.max_symbol_word_ratio:
+        if ratio > self.thresholds.max_symbol_word_ratio:
             return "symbol_word_ratio", f"{ratio:.3f}"
 
     def _alpha_words(self, doc, words, lines):
         ratio = sum(1 for w in words if any(ch.isalpha() for ch in w)) / len(words)
-        if ratio < self.min_alpha_words_ratio:
+        if ratio < self.thresholds.min_alpha_words_ratio:
             return "alpha_words_ratio", f"{ratio:.3f}"
 
     def _stop_words(self, doc, words, lines):
         if doc.language != "en":
             return None
         found = len(STOP_WORDS & {w.lower().strip(".,;:!?\"'()") for w in words})
-        if found < self.min_stop_words:
+        if found < self.thresholds.min_stop_words:
             return "stop_words", str(found)
 
     def _bullets_and_ellipses(self, doc, words, lines):
         if not lines:
             return None
         bullets = sum(1 for ln in lines if ln.startswith(BULLETS)) / len(lines)
-        if bullets > self.max_bullet_lines_ratio:
+        if bullets > self.thresholds.max_bullet_lines_ratio:
             return "bullet_lines", f"{bullets:.3f}"
         ellipses = sum(1 for ln in lines if ln.endswith(ELLIPSES)) / len(lines)
-        if ellipses > self.max_ellipsis_lines_ratio:
+        if ellipses > self.thresholds.max_ellipsis_lines_ratio:
             return "ellipsis_lines", f"{ellipses:.3f}"
 
     def _punctuated_lines(self, doc, words, lines):
         ratio = sum(1 for ln in lines if ln.endswith(END_PUNCT)) / max(len(lines), 1)
-        if ratio < self.min_punct_lines_ratio:
+        if ratio < self.thresholds.min_punct_lines_ratio:
             return "punctuated_lines", f"{ratio:.3f}"
 
     def _duplicate_lines(self, doc, words, lines):
         counts = Counter(lines)
         dup_lines = sum(n - 1 for n in counts.values() if n > 1)
         dup_chars = sum(len(ln) * (n - 1) for ln, n in counts.items() if n > 1)
-        if lines and dup_lines / len(lines) > self.max_duplicate_lines_ratio:
+        if lines and dup_lines / len(lines) > self.thresholds.max_duplicate_lines_ratio:
             return "duplicate_lines", f"{dup_lines / len(lines):.3f}"
         total = sum(map(len, lines))
-        if total and dup_chars / total > self.max_duplicate_line_chars_ratio:
+        if total and dup_chars / total > self.thresholds.max_duplicate_line_chars_ratio:
             return "duplicate_line_chars", f"{dup_chars / total:.3f}"
