@@ -11,29 +11,20 @@ charset, gzip, digests) is :func:`pack_page`, optionally run in helper processes
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from lmforge.collect.config import CollectConfig
+from lmforge.collect.frontier import Frontier, Item, backoff_seconds, parse_retry_after
 from lmforge.collect.urls import Scope, host_of, normalize_url, page_links
 from lmforge.errors import LmforgeError
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-@dataclass
-class Item:
-    url: str
-    depth: int
-    chain: tuple = ()
-    """URLs of the redirect hops that led here (to stop loops)."""
-    prev_time: float = 0.0
 
 
 @dataclass
@@ -118,118 +109,6 @@ class Helpers:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
-
-
-class Frontier:
-    """URLs waiting, per host; ``take`` hands out one whose host is free and rested, or waits."""
-
-    def __init__(self, per_host_concurrency: int, default_delay: float):
-        self.cond = threading.Condition()
-        self.queues: dict[str, deque] = {}
-        self.active: Counter = Counter()
-        self.next_time: dict[str, float] = {}
-        self.last_start: dict[str, float] = {}
-        self.delays: dict[str, float] = {}
-        self.per_host, self.default_delay = per_host_concurrency, default_delay
-        self.in_flight = 0
-        self.stopped = False
-
-    def push(self, item: Item) -> None:
-        with self.cond:
-            self.queues.setdefault(host_of(item.url), deque()).append(item)
-            self.cond.notify()
-
-    def pending(self) -> int:
-        return sum(len(q) for q in self.queues.values())
-
-    def take(self, budget_left) -> Item | None:
-        """The next URL to fetch; None when the crawl is over (empty, stopped or out of budget)."""
-        with self.cond:
-            while not self.stopped:
-                wait = None
-                if budget_left(self.in_flight):
-                    item, wait = self._ready()
-                    if item is not None:
-                        return item
-                    if wait is None and not self.queues and self.in_flight == 0:
-                        return None
-                elif self.in_flight == 0:
-                    return None
-                self.cond.wait(timeout=wait if wait is None else max(wait, 0.001))
-            return None
-
-    def _ready(self) -> tuple[Item | None, float | None]:
-        now, wait = time.monotonic(), None
-        for host in list(self.queues):
-            queue = self.queues[host]
-            if not queue:
-                del self.queues[host]
-                continue
-            if self.active[host] >= self.per_host:
-                continue
-            at = self.next_time.get(host, 0.0)
-            if at > now:
-                wait = at - now if wait is None else min(wait, at - now)
-                continue
-            item = queue.popleft()
-            self.queues[host] = self.queues.pop(host)  # round robin: this host goes last
-            item.prev_time = at
-            self.active[host] += 1
-            self.in_flight += 1
-            self.last_start[host] = now
-            self.next_time[host] = now + self.delays.get(host, self.default_delay)
-            return item, None
-        return None, wait
-
-    def set_delay(self, host: str, delay: float) -> None:
-        with self.cond:
-            if self.delays.get(host) != delay:
-                self.delays[host] = delay
-                self.next_time[host] = self.last_start.get(host, 0.0) + delay
-
-    def reserve(self, host: str) -> float:
-        """Book the host's next turn for a retry; return the seconds to wait for it."""
-        with self.cond:
-            now = time.monotonic()
-            at = max(now, self.next_time.get(host, 0.0))
-            self.next_time[host] = self.last_start[host] = at
-            self.next_time[host] = at + self.delays.get(host, self.default_delay)
-            return at - now
-
-    def release(self, item: Item, requested: bool) -> None:
-        host = host_of(item.url)
-        with self.cond:
-            self.active[host] -= 1
-            self.in_flight -= 1
-            if not requested:  # nothing was sent: give the host its turn back
-                self.next_time[host] = item.prev_time
-            self.cond.notify_all()
-
-    def stop(self) -> None:
-        with self.cond:
-            self.stopped = True
-            self.cond.notify_all()
-
-
-def backoff_seconds(attempt: int, base: float, cap: float) -> float:
-    """Exponential backoff with full jitter (AWS Architecture Blog, "Exponential Backoff and Jitter")."""
-    return random.uniform(0, min(cap, base * 2 ** attempt))
-
-
-def parse_retry_after(value: str) -> float | None:
-    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
-    import email.utils
-
-    value = (value or "").strip()
-    if not value:
-        return None
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time()) if when else None
 
 
 def load_seeds(cfg: CollectConfig) -> list[str]:

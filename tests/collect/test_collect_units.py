@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge.collect.crawl import backoff_seconds, parse_retry_after
+from lmforge.collect.frontier import backoff_seconds, parse_retry_after
 from lmforge.collect.readers import iter_records
 from lmforge.collect.urls import Scope, extract_links, normalize_url, page_links
 from lmforge.collect.warcout import Journal, RotatingWarcWriter, repair_open_files, warcinfo_fields
