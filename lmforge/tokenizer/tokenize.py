@@ -3,8 +3,10 @@
 Every document becomes ``[bos] + encode(text)``; documents go to train or val by a seeded hash
 of their id (stable whatever the file order or worker count). A first, cheap pass over the
 ``id`` and ``source`` columns fixes the split (and makes sure a source with >= 2 documents has
-one val document); the second streams batches of texts through a process pool, in order, into
-``tokens/<source>/{train,val}_NNNNNN.bin``. ``tokens/manifest.json`` is written last.
+one val document). Then the main process cuts the files into row ranges of about TASK_BYTES of
+text (from the Parquet footers alone) and hands them to worker processes, which read their own
+rows and send back one token array per (source, split); the main process writes the arrays, in
+input order, into ``tokens/<source>/{train,val}_NNNNNN.bin``. ``tokens/manifest.json`` is written last.
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from lmforge.tokenizer.corpus import doc_files, doc_hash, iter_batches
 from lmforge.tokenizer.shards import StreamingShard, dtype_for_vocab
 
 MANIFEST = "manifest.json"
-IN_FLIGHT = 4  # tasks per worker queued or running: workers never wait for the main process
 
 
 # -- the split -------------------------------------------------------------------------------
@@ -55,69 +56,121 @@ def is_val(doc_id: str, seed: int, val_fraction: float, forced: set[str]) -> boo
 
 
 # -- tasks (main process) --------------------------------------------------------------------
-TASK_BYTES = 256 * 1024  # text per task, ~15 ms of encoding: the last task leaves the others idle briefly
-READ_ROWS = 1024  # documents per Parquet read: bounds the text the main process holds
+TASK_BYTES = 128 * 1024  # text per task, ~8 ms of encoding: the last one leaves the other workers idle briefly
+READ_ROWS = 256  # documents per Parquet read in a worker: bounds the text each worker holds
+IN_FLIGHT = 2  # tasks per worker sent and not yet answered: one running, one ready (a short tail)
+COLUMNS = ["id", "source", "text"]
 
 
-def _tasks(files: list[Path]) -> Iterator[tuple[list[str], list[str], bytes, np.ndarray]]:
-    """Tasks of about TASK_BYTES of text each, in input order: (ids, sources, the texts' UTF-8
-    bytes end to end, offsets into them). The main process never makes a Python string of a
-    text, and a task pickles as one bytes object and one array (no per-document work)."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _ranges(files: list[Path]) -> Iterator[tuple[int, int, int]]:
+    """(file index, first row, end row) ranges of about TASK_BYTES of text, in input order, from
+    each row group's average text size in the Parquet footer: the main process reads no text."""
+    import pyarrow.parquet as pq
 
-    for batch in iter_batches(files, ["id", "source", "text"], batch_size=READ_ROWS, arrow_columns=("text",)):
-        text = batch["text"]
-        if text.null_count:
-            text = pc.fill_null(text, "")
-        if text.type != pa.large_string():
-            text = text.cast(pa.large_string())  # int64 offsets whatever the file's string type
-        offsets = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset:text.offset + len(text) + 1]
-        data = memoryview(text.buffers()[2] or b"")
-        rel = offsets - offsets[0]
-        start = 0
-        while start < len(text):
-            # the most documents that fit in TASK_BYTES, and at least one
-            end = max(start + 1, int(np.searchsorted(rel, rel[start] + TASK_BYTES, side="right")) - 1)
-            yield (batch["id"][start:end], batch["source"][start:end],
-                   bytes(data[offsets[start]:offsets[end]]), rel[start:end + 1] - rel[start])
-            start = end
+    for f, path in enumerate(files):
+        meta = pq.ParquetFile(path).metadata
+        paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
+        if "text" not in paths:
+            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(paths))}); "
+                               "documents need id, source and text")
+        row = 0
+        for g in range(meta.num_row_groups):
+            group = meta.row_group(g)
+            rows, size = group.num_rows, group.column(paths.index("text")).total_uncompressed_size
+            step = max(1, round(rows * TASK_BYTES / max(size, 1)))
+            for first in range(row, row + rows, step):
+                yield f, first, min(first + step, row + rows)
+            row += rows
 
 
 # -- encoding (runs in the worker processes) ---------------------------------------------------
+class _Rows:
+    """The rows of the docs files, read forward batch by batch: a worker's ranges come in input
+    order, so each worker streams each file once and holds one batch (READ_ROWS documents)."""
+
+    def __init__(self, files: list[Path]):
+        self.files, self.file, self.batches = files, -1, iter(())
+        self.batch: dict = {}
+        self.start = self.end = 0  # rows of self.file that self.batch holds
+
+    def take(self, f: int, start: int, end: int) -> tuple[list[str], list[str], list]:
+        """ids, sources and texts (Arrow arrays) of rows start..end of file f."""
+        if f != self.file or start < self.start:
+            self.file, self.start, self.end = f, 0, 0
+            self.batches = iter_batches([self.files[f]], COLUMNS, batch_size=READ_ROWS, arrow_columns=("text",))
+        ids, sources, texts = [], [], []
+        while start < end:
+            while start >= self.end:
+                self.batch = next(self.batches)
+                self.start, self.end = self.end, self.end + len(self.batch["id"])
+            a, b = start - self.start, min(end, self.end) - self.start
+            ids += self.batch["id"][a:b]
+            sources += self.batch["source"][a:b]
+            texts.append(self.batch["text"][a:b])
+            start = self.start + b
+        return ids, sources, texts
+
+
 _WORKER: dict = {}
 
 
-def _set_worker(tok, seed: int, val_fraction: float, forced: set[str]) -> None:
+def _set_worker(tok, files: list[Path], seed: int, val_fraction: float, forced: set[str]) -> None:
     tok.encoding  # build tiktoken's tables once, before any fork
-    _WORKER.update(tok=tok, seed=seed, val_fraction=val_fraction, forced=forced,
+    _WORKER.update(tok=tok, rows=_Rows(files), seed=seed, val_fraction=val_fraction, forced=forced,
                    bos=np.array([tok.bos_id], dtype=np.uint32), dtype=dtype_for_vocab(tok.vocab_size))
 
 
-def _init_worker(tokenizer_dir: str, seed: int, val_fraction: float, forced: set[str]) -> None:
-    """Pool initializer where processes are spawned, not forked: load the tokenizer here."""
-    from lmforge.tokenizer.bpe import Tokenizer
+def _encode_range(f: int, start: int, end: int) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
+    """Rows start..end of file f -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
+    import pyarrow.compute as pc
 
-    _set_worker(Tokenizer.load(tokenizer_dir), seed, val_fraction, forced)
-
-
-def _encode_task(task: tuple) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
-    """One task -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
-    ids, sources, data, offsets = task
     w = _WORKER
     encode, bos = w["tok"].encoding.encode_to_numpy, w["bos"]
+    ids, sources, arrays = w["rows"].take(f, start, end)
+    texts = [t for a in arrays for t in a.to_pylist()]
+    sizes = [n for a in arrays for n in pc.binary_length(a).to_pylist()]
     parts: dict[tuple[str, str], list] = collections.defaultdict(lambda: [[], 0, 0])
-    offsets = offsets.tolist()
-    for i, (doc_id, source) in enumerate(zip(ids, sources)):
-        a, b = offsets[i], offsets[i + 1]
+    for doc_id, source, text, size in zip(ids, sources, texts, sizes):
         split = "val" if is_val(doc_id, w["seed"], w["val_fraction"], w["forced"]) else "train"
         part = parts[(source, split)]
-        # disallowed_special=(): special-token text in a document is ordinary text, as in encode_ordinary
-        part[0] += (bos, encode(data[a:b].decode("utf-8", "replace"), disallowed_special=()))
+        # disallowed_special=(): special-token text in a document is ordinary text (encode_ordinary)
+        part[0] += (bos, encode(text or "", disallowed_special=()))
         part[1] += 1
-        part[2] += b - a
+        part[2] += size or 0
     return {key: (np.concatenate(arrays, dtype=w["dtype"], casting="same_kind"), docs, nbytes)
             for key, (arrays, docs, nbytes) in parts.items()}
+
+
+def _worker_main(conn, init: tuple | None) -> None:
+    """A worker process: answer each (task number, range) with (task number, result, error)."""
+    import signal
+
+    import pyarrow as pa
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    pa.set_cpu_count(1)  # one worker, one core: Arrow's decoding threads would compete with the others
+    if init is not None:  # spawned, not forked: load the tokenizer here
+        from lmforge.tokenizer.bpe import Tokenizer
+
+        tokenizer_dir, *rest = init
+        _set_worker(Tokenizer.load(tokenizer_dir), *rest)
+    while (task := conn.recv()) is not None:
+        number, rng = task
+        try:
+            conn.send((number, _encode_range(*rng), None))
+        except Exception as exc:  # noqa: BLE001 - handed to the main process, which raises it
+            conn.send((number, None, _picklable(exc)))
+
+
+def _picklable(exc: Exception) -> Exception:
+    import pickle
+    import traceback
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:  # noqa: BLE001
+        return RuntimeError("".join(traceback.format_exception(exc)))
 
 
 # -- shard writing ---------------------------------------------------------------------------
@@ -199,10 +252,10 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
     if len(set(names.values())) < len(names):
         raise LmforgeError(f"sources {sorted(counts)} map to clashing folder names; rename them in the clean stage")
     writers: dict[tuple[str, str], TokenShardWriter] = {}
-    init = (str(tokenizer_dir), seed, val_fraction, forced)
+    init = (str(tokenizer_dir), files, seed, val_fraction, forced)
     _set_worker(tok, *init[1:])  # here: used directly by one worker, inherited by forked ones
     try:
-        for result in _encoded_tasks(files, init, workers or os.cpu_count() or 1, sum(counts.values())):
+        for result in _encoded(files, init, workers or os.cpu_count() or 1, sum(counts.values())):
             for (source, split), (tokens, docs, nbytes) in result.items():
                 key = (source, split)
                 if key not in writers:
@@ -219,38 +272,86 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
     return _stats(counts, writers)
 
 
-def _encoded_tasks(files: list[Path], init: tuple, workers: int, total_docs: int) -> Iterator[dict]:
-    """Encoded tasks in input order; at most IN_FLIGHT x workers tasks in flight (bounded memory)."""
+def _encoded(files: list[Path], init: tuple, workers: int, total_docs: int) -> Iterator[dict]:
+    """Encoded ranges in input order, from this process or from a pool of worker processes."""
     from tqdm import tqdm
 
-    tasks = _tasks(files)
     bar = tqdm(total=total_docs, unit="doc", desc="tokenize", disable=None, mininterval=2)
-    if workers == 1:
-        for task in tasks:
-            bar.update(len(task[0]))
-            yield _encode_task(task)
+    try:
+        if workers == 1:
+            for rng in _ranges(files):
+                yield _encode_range(*rng)
+                bar.update(rng[2] - rng[1])
+        else:
+            for rng, result in _pool(_ranges(files), init, workers):
+                yield result
+                bar.update(rng[2] - rng[1])
+    finally:
         bar.close()
-        return
+        _WORKER.clear()
+
+
+def _pool(ranges: Iterator[tuple], init: tuple, workers: int) -> Iterator[tuple[tuple, dict]]:
+    """(range, result) in input order from ``workers`` processes, each sent up to IN_FLIGHT
+    ranges ahead; at most workers x IN_FLIGHT results are held (bounded memory).
+
+    One pipe per worker and no helper threads (multiprocessing.Pool's three threads cost the
+    main process about 1 ms of CPU per task): tasks are a few bytes, so a send never blocks,
+    and results are read as they come (``connection.wait``), so a worker never waits to send.
+    """
     import multiprocessing as mp
+    from multiprocessing.connection import wait
 
     # fork where there is one: workers start in milliseconds with the tokenizer already loaded,
-    # and a caller's script needs no `if __name__ == "__main__"` guard; they use only numpy and
-    # tiktoken, none of the parent's (pyarrow) threads.
+    # and a caller's script needs no `if __name__ == "__main__"` guard.
     fork = "fork" in mp.get_all_start_methods()
-    with mp.get_context("fork" if fork else "spawn").Pool(
-            workers, initializer=None if fork else _init_worker, initargs=() if fork else init) as pool:
-        pending: collections.deque = collections.deque()
-        for task in tasks:
-            pending.append((len(task[0]), pool.apply_async(_encode_task, (task,))))
-            if len(pending) >= IN_FLIGHT * workers:
-                n, res = pending.popleft()
-                bar.update(n)
-                yield res.get()
-        while pending:
-            n, res = pending.popleft()
-            bar.update(n)
-            yield res.get()
-    bar.close()
+    ctx = mp.get_context("fork" if fork else "spawn")
+    conns, procs = [], []
+    try:
+        for _ in range(workers):
+            conn, child = ctx.Pipe()
+            procs.append(ctx.Process(target=_worker_main, args=(child, None if fork else init), daemon=True))
+            procs[-1].start()
+            child.close()
+            conns.append(conn)
+        load, sent, done, ready, task_of = [0] * workers, 0, 0, {}, {}
+        more = True
+        while True:
+            while more and min(load) < IN_FLIGHT:  # top up the least loaded worker
+                rng = next(ranges, None)
+                if rng is None:
+                    more = False
+                    break
+                w = load.index(min(load))
+                conns[w].send((sent, rng))
+                load[w], task_of[sent], sent = load[w] + 1, rng, sent + 1
+            while done in ready:
+                yield task_of.pop(done), ready.pop(done)
+                done += 1
+            if done == sent and not more:
+                break
+            for conn in wait(conns):
+                w = conns.index(conn)
+                try:
+                    number, result, error = conn.recv()
+                except EOFError:
+                    raise LmforgeError(f"a tokenize worker process died (exit code {procs[w].exitcode}); "
+                                       "out of memory? lower [tokenizer] workers") from None
+                if error is not None:
+                    raise error
+                ready[number] = result
+                load[w] -= 1
+        for conn in conns:
+            conn.send(None)
+        for proc in procs:
+            proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+                proc.join()
+        for conn in conns:
+            conn.close()
 
 
 def _manifest(tok, counts: dict[str, int], writers: dict, tokenizer_sha256: str) -> dict:
