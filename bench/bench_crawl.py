@@ -8,7 +8,7 @@ up imports and caches, then the three take turns in each repeat. Prints medians 
 the ratio vs the plain loop, and the CPU time per page of client and server (the machine's
 cores, shared with the server, are what bounds every variant).
 
-    python bench/bench_crawl.py [--repeats 5] [--pages 530]
+    python bench/bench_crawl.py [--repeats 5] [--pages 530]    # HELPERS=n: crawl helper processes
 """
 
 from __future__ import annotations
@@ -33,13 +33,21 @@ def run_crawler(base: str, pages: int, server_pid: int) -> tuple[tuple[float, fl
     from lmforge.collect.crawl import crawl
     from lmforge.collect.readers import iter_records
 
-    cfg = CollectConfig(max_pages=pages, per_host_delay=0, concurrency=THREADS, per_host_concurrency=THREADS)
+    cfg = CollectConfig(max_pages=pages, per_host_delay=0, concurrency=THREADS, per_host_concurrency=THREADS,
+                        helper_processes=helper_processes())
     with tempfile.TemporaryDirectory() as out:
         stats = {}
         measures = measure(lambda: stats.update(crawl(cfg, out, [base + "/"], progress=False)) or stats["fetched"],
                            server_pid)
         urls = [r.url for name in stats["warc_files"] for r in iter_records(os.path.join(out, name))]
     return measures, urls
+
+
+def helper_processes() -> int:
+    """The crawl's helper processes: ``HELPERS`` from the environment, else the config default."""
+    from lmforge.collect.config import default_helper_processes
+
+    return int(os.environ.get("HELPERS", default_helper_processes()))
 
 
 def run_plain(urls: list[str], session_per_thread: bool, server_pid: int) -> tuple[float, float, float]:
@@ -99,7 +107,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--pages", type=int, default=530)
     args = ap.parse_args()
-    print(f"threads: {THREADS} client threads; machine cores: {os.cpu_count()}; "
+    print(f"threads: {THREADS} client threads; crawl helper processes: {helper_processes()} (HELPERS=n to change); "
+          f"machine cores: {os.cpu_count()}; load average: {os.getloadavg()[0]:.2f}; "
           "server: demo site (ThreadingHTTPServer) in its own process")
     names = ("lmforge crawl (robots, politeness, WARC, links)", f"requests.get loop, {THREADS} threads",
              f"requests.Session per thread, {THREADS} threads")
@@ -116,7 +125,8 @@ def main() -> None:
     for name, (rate, cpu, server) in medians.items():
         print(f"{name + ':':50s} {rate:7.1f} pages/s  (CPU per page: client {cpu:.2f} ms, server {server:.2f} ms)")
     ours, plain, session = (medians[name][0] for name in names)
-    print(f"ratio vs requests.get loop: {ours / plain:.2f}x (goal >= 1.2x); vs Session loop: {ours / session:.2f}x")
+    print(f"ratio vs requests.get loop: {ours / plain:.2f}x (goal >= 1.2x); vs Session loop: {ours / session:.2f}x; "
+          f"load average at the end: {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+
+
+def default_helper_processes() -> int:
+    """2 helper processes on a machine with 2 cores or more, else none: on the 2-core demo-site
+    benchmark 2 helpers gave the most pages/s, 0 the fewest (docs/collect.md)."""
+    return 2 if (os.cpu_count() or 1) >= 2 else 0
 
 
 @dataclass
@@ -62,8 +69,8 @@ class CollectConfig:
     """Fetch and obey robots.txt (turn off only for sites you own)."""
     warc_max_bytes: int = 1_000_000_000
     """Rotate to a new WARC file past this size."""
-    helper_processes: int = 0
-    """Processes that extract links and compress WARC records beside the fetch threads (0: none; for many cores)."""
+    helper_processes: int = field(default_factory=default_helper_processes)
+    """Processes extracting links and compressing WARC records beside the fetch threads (0: none; 2 from 2 cores)."""
     warc_gzip_level: int = 2
     """gzip level of the WARC records, 1 (fastest) to 9 (smallest); 1-3 use ISA-L when installed (docs/collect.md)."""
 

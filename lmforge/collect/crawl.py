@@ -11,6 +11,8 @@ charset, gzip, digests) is :func:`pack_page`, optionally run in helper processes
 from __future__ import annotations
 
 import logging
+import pickle
+import queue
 import threading
 import time
 from collections import Counter
@@ -72,43 +74,115 @@ class Helpers:
     """Runs :func:`pack_page` in ``n`` helper processes, or in the calling thread when ``n`` is 0.
 
     Link extraction and compression are most of a crawl's CPU time and run under the GIL; in a
-    helper process they run beside the fetch threads. That pays only with idle cores: on 2
-    shared cores (the demo-site benchmark) one helper lowered throughput by a tenth, as
-    shipping each body to it costs more than it saves when no core is free.
+    helper process they run beside the fetch threads. Each fetch thread borrows one of
+    ``slots`` pipes (spread over the helpers) and waits on it for its answer: no manager or
+    feeder threads, whose GIL time cost as much as the fetching itself with a
+    ProcessPoolExecutor. On the 2-core demo-site benchmark 2 helpers made 830 pages/s, one
+    700 and none 560 (docs/collect.md), hence the default of 2 from 2 cores up.
     """
 
-    def __init__(self, n: int):
-        self.pool = None
-        if n > 0:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+    def __init__(self, n: int, slots: int = 1):
+        self.processes, self.free = [], queue.SimpleQueue()
+        if n <= 0:
+            return
+        import multiprocessing
 
-            # fork: a helper starts in milliseconds with the modules already imported (spawn
-            # would import lmforge again in each); it runs only a pure function, so the
-            # parent's threads do not matter to it.
-            methods = multiprocessing.get_all_start_methods()
-            context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self.pool = ProcessPoolExecutor(n, mp_context=context)
-            self.pool.submit(int).result()  # start them now, before the fetch threads
+        # fork: a helper starts in milliseconds with the modules already imported (spawn
+        # would import lmforge again in each); it runs only a pure function, so the
+        # parent's threads do not matter to it.
+        methods = multiprocessing.get_all_start_methods()
+        context = multiprocessing.get_context("fork" if "fork" in methods else None)
+        pipes = [context.Pipe() for _ in range(max(n, slots))]
+        ours = [mine for mine, _ in pipes]
+        for i in range(n):
+            theirs = [other for _, other in pipes[i::n]]
+            proc = context.Process(target=_serve, args=(theirs, ours), daemon=True, name=f"lmforge-helper-{i}")
+            proc.start()
+            self.processes.append(proc)
+        for mine, other in pipes:
+            other.close()  # only the helper holds its end: its death reads as EOF here
+            self.free.put(mine)
 
     def run(self, fn, *args):
-        pool = self.pool
-        if pool is not None:
-            from concurrent.futures.process import BrokenProcessPool
+        if not self.processes:
+            return fn(*args)
+        conn = self.free.get()
+        if conn is None:  # the helpers were closed meanwhile: in this thread
+            self.free.put(None)  # and pass the word on to the next thread waiting
+            return fn(*args)
+        try:
+            conn.send_bytes(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
+            ok, value = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):  # a helper was killed: carry on without them
+            conn.close()
+            self._lost()
+            return fn(*args)
+        self._give_back(conn)
+        if not ok:
+            raise value
+        return value
 
-            try:
-                return pool.submit(fn, *args).result()
-            except BrokenProcessPool:  # a helper was killed: carry on without them
-                if self.pool is pool:
-                    logging.getLogger(__name__).warning("a helper process died; going on in the crawl process")
-                    self.pool = None
-                    pool.shutdown(wait=False)
-        return fn(*args)
+    def _give_back(self, conn) -> None:
+        if self.processes:
+            self.free.put(conn)
+        else:  # closed meanwhile: our end closed tells the helper to exit
+            conn.close()
+
+    def _lost(self) -> None:
+        if self.processes:
+            logging.getLogger(__name__).warning("a helper process died; going on in the crawl process")
+            self.close()
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        processes, self.processes = self.processes, []
+        while True:  # closing our ends tells each helper to exit (a borrowed one, when given back)
+            try:
+                conn = self.free.get_nowait()
+            except queue.Empty:
+                break
+            if conn is not None:
+                conn.close()
+        self.free.put(None)  # wakes a thread waiting for a pipe: it runs the work itself
+        for proc in processes:
+            proc.join(timeout=2.0)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+
+
+def _serve(conns: list, close: list) -> None:
+    """A helper process: answer ``(fn, args)`` on each pipe with ``(ok, result or exception)``."""
+    import gc
+    import selectors
+    import signal
+
+    gc.freeze()  # what fork copied is not collected here: no copy-on-write faults from gc passes
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle; it closes our pipes
+    for conn in close:  # the crawl's ends, copied by fork: closed, so that its exit reads as EOF
+        conn.close()
+    ready = selectors.DefaultSelector()  # one, not one per message as connection.wait() makes
+    for conn in conns:
+        ready.register(conn, selectors.EVENT_READ)
+    while ready.get_map():
+        for key, _ in ready.select():
+            conn = key.fileobj
+            try:
+                fn, args = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                ready.unregister(conn)
+                continue
+            try:
+                answer = (True, fn(*args))
+            except Exception as exc:  # raised again in the crawl process, as if run there
+                answer = (False, exc)
+            try:  # plain pickle: multiprocessing's own pickler costs a copy of its tables per call
+                answer = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+            except (TypeError, AttributeError, pickle.PicklingError):  # an exception pickle cannot carry
+                answer = pickle.dumps((False, RuntimeError(f"in a helper process: {answer[1]!r}")))
+            try:
+                conn.send_bytes(answer)
+            except OSError:  # the crawl closed this pipe meanwhile
+                ready.unregister(conn)
 
 
 def load_seeds(cfg: CollectConfig) -> list[str]:
@@ -222,7 +296,8 @@ class Crawler:
 
         self.t0 = time.monotonic()
         self.deadline = self.t0 + self.cfg.max_seconds
-        self.helpers = Helpers(self.cfg.helper_processes)  # first: forked before any thread of ours starts
+        # first: forked before any thread of ours starts
+        self.helpers = Helpers(self.cfg.helper_processes, self.cfg.concurrency)
         self.client = Client(self.cfg.per_host_concurrency, (self.cfg.connect_timeout, self.cfg.read_timeout))
         self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
                         desc="crawl", disable=not self.progress, dynamic_ncols=True)
@@ -349,10 +424,12 @@ class Crawler:
         length = got.header("Content-Length")
         if length.isdigit() and int(length) > self.cfg.max_page_bytes:
             raise Skip("too_large")
-        return self._read_body(resp), not redirect and not ctype
+        return self._read_body(resp, length.isdigit()), not redirect and not ctype
 
-    def _read_body(self, resp) -> bytes:
+    def _read_body(self, resp, known_length: bool = False) -> bytes:
         """The raw payload bytes as sent (content-encoding kept), stopping past max_page_bytes."""
+        if known_length:  # checked against the limit: one read (http.client stops at the length)
+            return resp.read(decode_content=False)
         chunks, size = [], 0
         for chunk in resp.stream(65536, decode_content=False):
             size += len(chunk)

@@ -31,6 +31,7 @@ def test_scan_hrefs_finds_what_lxml_finds_on_the_python_docs():
         doc = _parse_html(body, "utf-8")
         base, hrefs = scan_hrefs(body.decode("utf-8", errors="replace"))
         assert hrefs == _hrefs(doc), path
+        assert scan_hrefs(body, "utf-8") == (base, hrefs), path  # the scan over bytes finds the same
         url = "http://127.0.0.1:8000/" + path.split("/html/", 1)[1]
         assert (base or url) == _base_href(doc, url)
 
@@ -45,6 +46,7 @@ def test_scan_hrefs_follows_the_html_tokenizer():
     <a href="">11</a> <a data-href="wrong" href="right">12</a> <a class="c"href="tight">13</a>
     <a class="c" href="slash"/> <a class="c" rel="nofollow" href="plain-nofollow">14</a></body></html>"""
     base, hrefs = scan_hrefs(page)
+    assert scan_hrefs(page.encode("utf-8"), "utf-8") == (base, hrefs)
     assert base == "/b/"
     assert hrefs == ["quoted-gt", "bare", "single", "amp?a=1&b=2", "spaced", "first", "map", "right", "tight",
                      "slash"]
@@ -55,6 +57,12 @@ def test_scan_hrefs_follows_the_html_tokenizer():
 def test_page_links_decodes_with_the_page_charset():
     body = '<a href="/\u65e5\u672c.html">y</a>'.encode("euc-jp")
     assert page_links(body, "http://a.org/", "euc_jp") == [normalize_url("http://a.org/\u65e5\u672c.html")]
+    assert page_links("<a href='/caf\u00e9'>".encode("cp1252"), "http://a.org/", "windows-1252") == [
+        normalize_url("http://a.org/caf\u00e9")]
+    # In UTF-16 (or ISO-2022-JP, Shift_JIS) a byte below 0x80 is not always an ASCII character:
+    # such a page is decoded first, not scanned as bytes.
+    body = '<a href="/\u30a2.html">y</a>'.encode("utf-16")
+    assert page_links(body, "http://a.org/", "utf-16") == [normalize_url("http://a.org/\u30a2.html")]
 
 
 @pytest.mark.parametrize("level", [1, 2, 3, 6])
@@ -79,6 +87,57 @@ def test_precomputed_digests_match_warcio():
     assert records[0].rec_headers.get_header("WARC-Payload-Digest") == expected
 
 
+def test_records_are_what_warcio_writes():
+    """The directly built records carry the fields, blocks and digests warcio's writer gives the
+    same exchange (a non-ASCII header is percent-encoded as warcio does), and fastwarc reads them."""
+    from fastwarc.warc import ArchiveIterator as FastIterator
+    from warcio.archiveiterator import ArchiveIterator
+    from warcio.statusandheaders import StatusAndHeaders
+    from warcio.warcwriter import WARCWriter
+
+    url, body = "http://a.org/x?q=1", "<html>caf\u00e9</html>".encode()
+    req_headers = [("Host", "a.org"), ("User-Agent", "lmforge-test")]
+    headers = [("Content-Type", "text/html; charset=utf-8"), ("X-Name", "caf\u00e9")]
+    extra = {"WARC-Identified-Content-Charset": "utf-8"}
+    ours = pack_exchange(url, ("GET", "/x?q=1", req_headers), ("HTTP/1.1", "200 OK", headers, body), extra, 2)
+
+    out = BytesIO()
+    writer = WARCWriter(out, gzip=True, warc_version="WARC/1.1")
+    resp = writer.create_warc_record(url, "response", payload=BytesIO(body), length=len(body), warc_headers_dict=extra,
+                                     http_headers=StatusAndHeaders("200 OK", list(headers), protocol="HTTP/1.1"))
+    req = writer.create_warc_record(url, "request", http_headers=StatusAndHeaders(
+        "GET /x?q=1 HTTP/1.1", list(req_headers), is_http_request=True), warc_headers_dict={
+        "WARC-Concurrent-To": resp.rec_headers.get_header("WARC-Record-ID")})
+    writer.write_record(resp)
+    writer.write_record(req)
+
+    def fields(data):
+        got = []
+        for rec in ArchiveIterator(BytesIO(data), check_digests="raise"):
+            warc = {k: v for k, v in rec.rec_headers.headers if k not in ("WARC-Record-ID", "WARC-Date")}
+            if "WARC-Concurrent-To" in warc:
+                warc["WARC-Concurrent-To"] = "<the response>"
+            got.append((warc, rec.http_headers.to_bytes(), rec.content_stream().read()))
+        return got
+
+    assert fields(ours) == fields(out.getvalue())
+    ids = [r.rec_headers.get_header("WARC-Record-ID") for r in ArchiveIterator(BytesIO(ours))]
+    assert len(set(ids)) == 2
+    assert sum(rec.verify_block_digest() for rec in FastIterator(BytesIO(ours), parse_http=False)) == 2
+
+
+def test_a_non_ascii_link_path_is_recorded_percent_encoded():
+    from warcio.archiveiterator import ArchiveIterator
+
+    url = "http://a.org/\u65e5\u672c.html"  # an IRI link, kept as the page's URL
+    members = pack_exchange(url, ("GET", "/\u65e5\u672c.html", [("Host", "a.org")]),
+                            ("HTTP/1.1", "200 OK", [("Content-Type", "text/html")], b"<p>x"), {}, 2)
+    response, request = ArchiveIterator(BytesIO(members), check_digests="raise")
+    assert request.http_headers.protocol == "GET"
+    assert request.http_headers.statusline == "/%E6%97%A5%E6%9C%AC.html HTTP/1.1"
+    assert request.rec_headers.get_header("WARC-Target-URI") == url
+
+
 def test_helpers_run_pack_page_and_survive_a_dead_helper():
     args = ("http://a.org/dir/p.html", ("GET", "/dir/p.html", [("Host", "a.org")]),
             ("HTTP/1.1", "200 OK", [("Content-Type", "text/html; charset=utf-8")], b'<a href="q.html">q</a>'),
@@ -88,13 +147,27 @@ def test_helpers_run_pack_page_and_survive_a_dead_helper():
     try:
         links, members = helpers.run(pack_page, *args)
         assert links == in_thread[0] == ["http://a.org/dir/q.html"] and len(members) > 100
-        for proc in list(helpers.pool._processes.values()):
+        for proc in list(helpers.processes):
             os.kill(proc.pid, signal.SIGKILL)
             proc.join()
         assert helpers.run(pack_page, *args)[0] == links  # done in this process instead
-        assert helpers.pool is None
+        assert not helpers.processes
     finally:
         helpers.close()
+
+
+def test_helpers_raise_the_helpers_error_and_exit_on_close():
+    helpers = Helpers(2, slots=3)
+    try:
+        assert [helpers.run(len, b"x" * n) for n in range(6)] == list(range(6))
+        with pytest.raises(ValueError, match="invalid literal"):
+            helpers.run(int, "not a number")
+        assert helpers.run(len, b"abc") == 3  # the helper that raised still serves
+        processes = list(helpers.processes)
+    finally:
+        helpers.close()
+    assert len(processes) == 2 and not any(p.is_alive() for p in processes)
+    assert helpers.run(len, b"ab") == 2  # after close: in this process
 
 
 def test_crawl_with_and_without_helper_processes_records_the_same(tmp_path):
