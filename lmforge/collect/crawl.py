@@ -11,8 +11,12 @@ charset, gzip, digests) is :func:`pack_page`, optionally run in helper processes
 from __future__ import annotations
 
 import logging
+import mmap
+import os
 import pickle
 import queue
+import select
+import struct
 import threading
 import time
 from collections import Counter
@@ -75,14 +79,18 @@ class Helpers:
 
     Link extraction and compression are most of a crawl's CPU time and run under the GIL; in a
     helper process they run beside the fetch threads. Each fetch thread borrows one of
-    ``slots`` pipes (spread over the helpers) and waits on it for its answer: no manager or
-    feeder threads, whose GIL time cost as much as the fetching itself with a
-    ProcessPoolExecutor. On the 2-core demo-site benchmark 2 helpers made 830 pages/s, one
-    700 and none 560 (docs/collect.md), hence the default of 2 from 2 cores up.
+    ``slots`` slots: a window of shared memory (anonymous, inherited by fork) that carries its
+    pickled call and then the answer, and a pipe on which a helper says the answer is there.
+    Calls go out as 8-byte messages on one pipe that every helper reads (writes of up to
+    PIPE_BUF bytes are atomic), so whichever helper is free takes the next call: a 2.5 MB page
+    no longer holds up the calls queued behind it on its helper. No manager or feeder threads,
+    whose GIL time cost as much as the fetching itself with a ProcessPoolExecutor. On the
+    2-core demo-site benchmark 2 helpers made the most pages/s (docs/collect.md).
     """
 
-    def __init__(self, n: int, slots: int = 1):
-        self.processes, self.free = [], queue.SimpleQueue()
+    def __init__(self, n: int, slots: int = 1, window: int = 16 << 20):
+        self.processes, self.free, self.lock = [], queue.SimpleQueue(), threading.Lock()
+        self.jobs = None  # the write end of the calls pipe, None once closed
         if n <= 0:
             return
         import multiprocessing
@@ -92,41 +100,67 @@ class Helpers:
         # parent's threads do not matter to it.
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else None)
-        pipes = [context.Pipe() for _ in range(max(n, slots))]
-        ours = [mine for mine, _ in pipes]
+        jobs_in, self.jobs = os.pipe()
+        done = [os.pipe() for _ in range(max(n, slots))]
+        self.windows = [mmap.mmap(-1, window) for _ in done]  # pages are only taken when written
         for i in range(n):
-            theirs = [other for _, other in pipes[i::n]]
-            proc = context.Process(target=_serve, args=(theirs, ours), daemon=True, name=f"lmforge-helper-{i}")
+            proc = context.Process(target=_serve, args=(jobs_in, self.jobs, done, self.windows), daemon=True,
+                                   name=f"lmforge-helper-{i}")
             proc.start()
             self.processes.append(proc)
-        for mine, other in pipes:
-            other.close()  # only the helper holds its end: its death reads as EOF here
-            self.free.put(mine)
+        os.close(jobs_in)
+        self.done, self.polls = [], []
+        for slot, (mine, theirs) in enumerate(done):
+            os.close(theirs)  # only the helpers hold it: when all are gone, a read here sees EOF
+            self.done.append(mine)
+            self.polls.append(select.poll())
+            self.polls[-1].register(mine, select.POLLIN)
+            self.free.put(slot)
 
     def run(self, fn, *args):
-        if not self.processes:
-            return fn(*args)
-        conn = self.free.get()
-        if conn is None:  # the helpers were closed meanwhile: in this thread
+        slot = self.free.get() if self.processes else None
+        if slot is None:  # no helpers, or they were closed meanwhile: in this thread
             self.free.put(None)  # and pass the word on to the next thread waiting
             return fn(*args)
         try:
-            conn.send_bytes(pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL))
-            ok, value = pickle.loads(conn.recv_bytes())
+            answer = self._call(slot, fn, args)
         except (EOFError, OSError):  # a helper was killed: carry on without them
-            conn.close()
             self._lost()
+            answer = None
+        self._give_back(slot)
+        if answer is None:  # too big for the window, or no helper any more
             return fn(*args)
-        self._give_back(conn)
+        ok, value = answer
         if not ok:
             raise value
         return value
 
-    def _give_back(self, conn) -> None:
+    def _call(self, slot: int, fn, args):
+        """``(ok, value)`` from a helper; None when the call or its answer does not fit the
+        window (or the helpers were closed): the caller runs it itself."""
+        data = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
+        window = self.windows[slot]
+        if len(data) > len(window):
+            return None
+        window[:len(data)] = data
+        with self.lock:  # close() must not close the pipe (and free its number) under a write
+            if self.jobs is None:
+                return None
+            os.write(self.jobs, struct.pack("<iI", slot, len(data)))
+        while not self.polls[slot].poll(1000):
+            if any(not proc.is_alive() for proc in self.processes):  # it may have held our call
+                raise EOFError
+        reply = os.read(self.done[slot], 4)
+        if len(reply) < 4:
+            raise EOFError
+        (size,) = struct.unpack("<i", reply)
+        return pickle.loads(memoryview(window)[:size]) if size >= 0 else None
+
+    def _give_back(self, slot: int) -> None:
         if self.processes:
-            self.free.put(conn)
-        else:  # closed meanwhile: our end closed tells the helper to exit
-            conn.close()
+            self.free.put(slot)
+        else:  # closed meanwhile: nobody borrows this slot again
+            os.close(self.done[slot])
 
     def _lost(self) -> None:
         if self.processes:
@@ -135,14 +169,18 @@ class Helpers:
 
     def close(self) -> None:
         processes, self.processes = self.processes, []
-        while True:  # closing our ends tells each helper to exit (a borrowed one, when given back)
+        with self.lock:  # the helpers exit once the calls already sent are answered
+            if self.jobs is not None:
+                os.close(self.jobs)
+                self.jobs = None
+        while True:  # the free slots' pipes (a borrowed one is closed when given back)
             try:
-                conn = self.free.get_nowait()
+                slot = self.free.get_nowait()
             except queue.Empty:
                 break
-            if conn is not None:
-                conn.close()
-        self.free.put(None)  # wakes a thread waiting for a pipe: it runs the work itself
+            if slot is not None:
+                os.close(self.done[slot])
+        self.free.put(None)  # wakes a thread waiting for a slot: it runs the work itself
         for proc in processes:
             proc.join(timeout=2.0)
             if proc.is_alive():
@@ -150,39 +188,34 @@ class Helpers:
                 proc.join()
 
 
-def _serve(conns: list, close: list) -> None:
-    """A helper process: answer ``(fn, args)`` on each pipe with ``(ok, result or exception)``."""
+def _serve(jobs: int, jobs_out: int, done: list, windows: list) -> None:
+    """A helper process: run the calls named on ``jobs``, answering in their slot's window."""
     import gc
-    import selectors
     import signal
 
     gc.freeze()  # what fork copied is not collected here: no copy-on-write faults from gc passes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle; it closes our pipes
-    for conn in close:  # the crawl's ends, copied by fork: closed, so that its exit reads as EOF
-        conn.close()
-    ready = selectors.DefaultSelector()  # one, not one per message as connection.wait() makes
-    for conn in conns:
-        ready.register(conn, selectors.EVENT_READ)
-    while ready.get_map():
-        for key, _ in ready.select():
-            conn = key.fileobj
-            try:
-                fn, args = pickle.loads(conn.recv_bytes())
-            except (EOFError, OSError):
-                ready.unregister(conn)
-                continue
-            try:
-                answer = (True, fn(*args))
-            except Exception as exc:  # raised again in the crawl process, as if run there
-                answer = (False, exc)
-            try:  # plain pickle: multiprocessing's own pickler costs a copy of its tables per call
-                answer = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
-            except (TypeError, AttributeError, pickle.PicklingError):  # an exception pickle cannot carry
-                answer = pickle.dumps((False, RuntimeError(f"in a helper process: {answer[1]!r}")))
-            try:
-                conn.send_bytes(answer)
-            except OSError:  # the crawl closed this pipe meanwhile
-                ready.unregister(conn)
+    os.close(jobs_out)  # the crawl's end, copied by fork: closed, so that its exit reads as EOF
+    for mine, _ in done:
+        os.close(mine)
+    while len(message := os.read(jobs, 8)) == 8:
+        slot, size = struct.unpack("<iI", message)
+        window = windows[slot]
+        try:
+            fn, args = pickle.loads(memoryview(window)[:size])
+            answer = (True, fn(*args))
+        except Exception as exc:  # raised again in the crawl process, as if run there
+            answer = (False, exc)
+        try:
+            data = pickle.dumps(answer, pickle.HIGHEST_PROTOCOL)
+        except (TypeError, AttributeError, pickle.PicklingError):  # an exception pickle cannot carry
+            data = pickle.dumps((False, RuntimeError(f"in a helper process: {answer[1]!r}")))
+        if len(data) <= len(window):
+            window[:len(data)] = data
+        try:
+            os.write(done[slot][1], struct.pack("<i", len(data) if len(data) <= len(window) else -1))
+        except OSError:  # the crawl closed this slot meanwhile
+            pass
 
 
 def load_seeds(cfg: CollectConfig) -> list[str]:
@@ -296,8 +329,16 @@ class Crawler:
 
         self.t0 = time.monotonic()
         self.deadline = self.t0 + self.cfg.max_seconds
-        # first: forked before any thread of ours starts
-        self.helpers = Helpers(self.cfg.helper_processes, self.cfg.concurrency)
+        # What pack_page imports (7 ms) is imported once here, not in each helper on its first
+        # page, which every other page waits for at the start of a crawl.
+        from lmforge.collect import charset, readers  # noqa: F401
+        from lmforge.collect.warcout import gzip_member
+
+        gzip_member(b"", self.cfg.warc_gzip_level)
+        # first: forked before any thread of ours starts; a window holds a page and its
+        # records (more runs in this process), its memory taken only as it is written
+        self.helpers = Helpers(self.cfg.helper_processes, self.cfg.concurrency,
+                               min(64 << 20, 2 * self.cfg.max_page_bytes + (1 << 20)))
         self.client = Client(self.cfg.per_host_concurrency, (self.cfg.connect_timeout, self.cfg.read_timeout))
         self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
                         desc="crawl", disable=not self.progress, dynamic_ncols=True)

@@ -7,6 +7,8 @@ import glob
 import hashlib
 import os
 import signal
+import threading
+import time
 import zlib
 from io import BytesIO
 
@@ -168,6 +170,47 @@ def test_helpers_raise_the_helpers_error_and_exit_on_close():
         helpers.close()
     assert len(processes) == 2 and not any(p.is_alive() for p in processes)
     assert helpers.run(len, b"ab") == 2  # after close: in this process
+
+
+def test_helpers_run_what_overflows_their_window_here():
+    helpers = Helpers(1, window=1000)
+    try:
+        assert helpers.run(len, b"x" * 5000) == 5000  # the call does not fit
+        assert helpers.run(bytes, 5000) == bytes(5000)  # the answer does not fit
+        assert helpers.run(len, b"x" * 10) == 10 and len(helpers.processes) == 1
+    finally:
+        helpers.close()
+
+
+def test_a_slow_call_does_not_hold_up_the_calls_behind_it():
+    helpers = Helpers(2, slots=4)
+    slow = threading.Thread(target=helpers.run, args=(time.sleep, 1.5))
+    try:
+        slow.start()
+        time.sleep(0.2)  # one helper is busy sleeping: every call goes to the other
+        assert [helpers.run(len, b"x" * n) for n in range(8)] == list(range(8))
+        assert slow.is_alive()
+    finally:
+        slow.join()
+        helpers.close()
+
+
+def test_a_helper_killed_during_a_call_does_not_hang_it():
+    helpers = Helpers(2, slots=2)
+    answers = []
+    slow = threading.Thread(target=lambda: answers.append(helpers.run(time.sleep, 1.0)))
+    try:
+        slow.start()
+        time.sleep(0.2)
+        free_pid = helpers.run(os.getpid)  # served by the helper that is not sleeping
+        busy = [p for p in helpers.processes if p.pid != free_pid]
+        assert len(busy) == 1 and free_pid != os.getpid()
+        os.kill(busy[0].pid, signal.SIGKILL)
+        slow.join(timeout=10)
+        assert not slow.is_alive() and answers == [None]  # the call was run again here
+        assert not helpers.processes and helpers.run(os.getpid) == os.getpid()
+    finally:
+        helpers.close()
 
 
 def test_crawl_with_and_without_helper_processes_records_the_same(tmp_path):
