@@ -16,7 +16,8 @@ import pytest
 
 from collect_servers import html, start
 from lmforge.collect.config import CollectConfig
-from lmforge.collect.crawl import Helpers, crawl, pack_page
+from lmforge.collect.crawl import crawl, pack_page
+from lmforge.collect.helpers import Helpers
 from lmforge.collect.fetcher import Client, finish
 from lmforge.collect.readers import iter_records
 from lmforge.collect.urls import _base_href, _hrefs, _parse_html, normalize_url, page_links, scan_hrefs
