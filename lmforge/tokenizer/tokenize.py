@@ -300,7 +300,6 @@ def _pool(ranges: Iterator[tuple], init: tuple, workers: int) -> Iterator[tuple[
     and results are read as they come (``connection.wait``), so a worker never waits to send.
     """
     import multiprocessing as mp
-    from multiprocessing.connection import wait
 
     # fork where there is one: workers start in milliseconds with the tokenizer already loaded,
     # and a caller's script needs no `if __name__ == "__main__"` guard.
@@ -314,33 +313,7 @@ def _pool(ranges: Iterator[tuple], init: tuple, workers: int) -> Iterator[tuple[
             procs[-1].start()
             child.close()
             conns.append(conn)
-        load, sent, done, ready, task_of = [0] * workers, 0, 0, {}, {}
-        more = True
-        while True:
-            while more and min(load) < IN_FLIGHT:  # top up the least loaded worker
-                rng = next(ranges, None)
-                if rng is None:
-                    more = False
-                    break
-                w = load.index(min(load))
-                conns[w].send((sent, rng))
-                load[w], task_of[sent], sent = load[w] + 1, rng, sent + 1
-            while done in ready:
-                yield task_of.pop(done), ready.pop(done)
-                done += 1
-            if done == sent and not more:
-                break
-            for conn in wait(conns):
-                w = conns.index(conn)
-                try:
-                    number, result, error = conn.recv()
-                except EOFError:
-                    raise LmforgeError(f"a tokenize worker process died (exit code {procs[w].exitcode}); "
-                                       "out of memory? lower [tokenizer] workers") from None
-                if error is not None:
-                    raise error
-                ready[number] = result
-                load[w] -= 1
+        yield from _dispatch(ranges, conns, procs)
         for conn in conns:
             conn.send(None)
         for proc in procs:
@@ -352,6 +325,45 @@ def _pool(ranges: Iterator[tuple], init: tuple, workers: int) -> Iterator[tuple[
                 proc.join()
         for conn in conns:
             conn.close()
+
+
+def _dispatch(ranges: Iterator[tuple], conns: list, procs: list) -> Iterator[tuple[tuple, dict]]:
+    """Keep every worker up to IN_FLIGHT tasks ahead; yield (range, result) in task order."""
+    load, sent, done, ready, task_of = [0] * len(conns), 0, 0, {}, {}
+    more = True
+    while True:
+        while more and min(load) < IN_FLIGHT:  # top up the least loaded worker
+            rng = next(ranges, None)
+            if rng is None:
+                more = False
+                break
+            w = load.index(min(load))
+            conns[w].send((sent, rng))
+            load[w], task_of[sent], sent = load[w] + 1, rng, sent + 1
+        while done in ready:
+            yield task_of.pop(done), ready.pop(done)
+            done += 1
+        if done == sent and not more:
+            return
+        for w, number, result in _receive(conns, procs):
+            ready[number] = result
+            load[w] -= 1
+
+
+def _receive(conns: list, procs: list) -> Iterator[tuple[int, int, dict]]:
+    """(worker, task number, result) for each result ready now; a worker's error is raised here."""
+    from multiprocessing.connection import wait
+
+    for conn in wait(conns):
+        w = conns.index(conn)
+        try:
+            number, result, error = conn.recv()
+        except EOFError:
+            raise LmforgeError(f"a tokenize worker process died (exit code {procs[w].exitcode}); "
+                               "out of memory? lower [tokenizer] workers") from None
+        if error is not None:
+            raise error
+        yield w, number, result
 
 
 def _manifest(tok, counts: dict[str, int], writers: dict, tokenizer_sha256: str) -> dict:
