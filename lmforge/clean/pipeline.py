@@ -23,6 +23,10 @@ from lmforge.errors import LmforgeError
 
 DOCS_PER_FILE = 50_000
 """Rows per Parquet file in docs/ and rejects/ (a few hundred MB of text at most)."""
+ROW_GROUP_BYTES = 2 << 20
+"""Text per Parquet row group, about: a reader decodes a whole row group at once, so this bounds
+the memory of every later stage's streaming read and the time to its first document."""
+ROW_GROUP_ROWS = 1000
 REJECT_TEXT_CHARS = 2000
 
 
@@ -371,18 +375,29 @@ def write_rejects(rejects: list[Reject], folder: Path) -> list[Path]:
 
 def _write_parquet(rows: list[dict], schema, folder: Path) -> list[Path]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from lmforge.rundir import atomic_path
 
     paths = []
     for n, start in enumerate(range(0, max(len(rows), 1), DOCS_PER_FILE)):
         path = folder / f"part-{n:05d}.parquet"
-        with atomic_path(path) as tmp:
-            pq.write_table(pa.Table.from_pylist(rows[start:start + DOCS_PER_FILE], schema=schema), tmp,
-                           compression="zstd")
+        write_table(pa.Table.from_pylist(rows[start:start + DOCS_PER_FILE], schema=schema), path)
         paths.append(path)
     return paths
+
+
+def write_table(table, path: Path) -> None:
+    """``table`` as one zstd Parquet file (written under a temporary name, then renamed), in row
+    groups of about ROW_GROUP_BYTES of text and at most ROW_GROUP_ROWS rows."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lmforge.rundir import atomic_path
+
+    rows = ROW_GROUP_ROWS
+    if "text" in table.column_names and table.num_rows:
+        text_bytes = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
+        rows = max(1, min(rows, round(ROW_GROUP_BYTES * table.num_rows / max(text_bytes, 1))))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=rows)
 
 
 def _log_funnel(stats: dict) -> None:

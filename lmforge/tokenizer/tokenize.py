@@ -3,10 +3,10 @@
 Every document becomes ``[bos] + encode(text)``; documents go to train or val by a seeded hash
 of their id (stable whatever the file order or worker count). A first, cheap pass over the
 ``id`` and ``source`` columns fixes the split (and makes sure a source with >= 2 documents has
-one val document). Then the main process cuts the files into row ranges of about TASK_BYTES of
-text (from the Parquet footers alone) and hands them to worker processes, which read their own
-rows and send back one token array per (source, split); the main process writes the arrays, in
-input order, into ``tokens/<source>/{train,val}_NNNNNN.bin``. ``tokens/manifest.json`` is written last.
+one val document). Then the main process reads the files once, cuts them into tasks of about
+TASK_BYTES of text, sends tasks to ``workers - 1`` worker processes (Arrow IPC over a pipe),
+encodes a task itself whenever no answer is waiting, and writes the token arrays, in input
+order, into ``tokens/<source>/{train,val}_NNNNNN.bin``. ``tokens/manifest.json`` is written last.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -55,109 +56,142 @@ def is_val(doc_id: str, seed: int, val_fraction: float, forced: set[str]) -> boo
     return doc_hash(seed, doc_id) < val_fraction or doc_id in forced
 
 
-# -- tasks (main process) --------------------------------------------------------------------
-TASK_BYTES = 128 * 1024  # text per task, ~8 ms of encoding: the last one leaves the other workers idle briefly
-READ_ROWS = 256  # documents per Parquet read in a worker: bounds the text each worker holds
+# -- tasks: read once, here --------------------------------------------------------------------
+TASK_BYTES = 128 * 1024  # text per task, ~8 ms of encoding: the last one leaves the other processes idle briefly
+READ_ROWS = 128  # documents per Parquet read: the first task goes out after one read (a row group's decoding)
 IN_FLIGHT = 2  # tasks per worker sent and not yet answered: one running, one ready (a short tail)
 COLUMNS = ["id", "source", "text"]
 
 
-def _ranges(files: list[Path]) -> Iterator[tuple[int, int, int]]:
-    """(file index, first row, end row) ranges of about TASK_BYTES of text, in input order, from
-    each row group's average text size in the Parquet footer: the main process reads no text."""
+def _tasks(files: list[Path]) -> Iterator:
+    """Arrow record batches (id, source, text; strings, defaults filled in) of about TASK_BYTES
+    of text, in input order. Each file is read and decoded once, by this process: the workers
+    are sent their batches (Arrow IPC, a copy of the text) and never open a file, so two
+    workers do not decode the same Parquet pages twice."""
     import pyarrow.parquet as pq
 
-    for f, path in enumerate(files):
-        meta = pq.ParquetFile(path).metadata
-        paths = [meta.schema.column(i).path for i in range(meta.num_columns)]
-        if "text" not in paths:
-            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(paths))}); "
+    for path in files:
+        pf = pq.ParquetFile(path)
+        names = pf.schema_arrow.names
+        if "text" not in names:
+            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(names))}); "
                                "documents need id, source and text")
-        row = 0
-        for g in range(meta.num_row_groups):
-            group = meta.row_group(g)
-            rows, size = group.num_rows, group.column(paths.index("text")).total_uncompressed_size
-            step = max(1, round(rows * TASK_BYTES / max(size, 1)))
-            for first in range(row, row + rows, step):
-                yield f, first, min(first + step, row + rows)
-            row += rows
+        offset = 0
+        # use_threads=False: one process, one core (the workers have the others)
+        for batch in pf.iter_batches(batch_size=READ_ROWS, columns=[c for c in COLUMNS if c in names],
+                                     use_threads=False):
+            yield from _cut(_complete(batch, path.name, offset))
+            offset += batch.num_rows
 
 
-# -- encoding (runs in the worker processes) ---------------------------------------------------
-class _Rows:
-    """The rows of the docs files, read forward batch by batch: a worker's ranges come in input
-    order, so each worker streams each file once and holds one batch (READ_ROWS documents)."""
+def _complete(batch, file_name: str, offset: int):
+    """The batch as (id, source, text) strings, with corpus.iter_batches's defaults: a missing
+    id is ``file:row``, a missing source ``default``, a missing text empty."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
-    def __init__(self, files: list[Path]):
-        self.files, self.file, self.batches = files, -1, iter(())
-        self.batch: dict = {}
-        self.start = self.end = 0  # rows of self.file that self.batch holds
+    def column(name):
+        return batch.column(name) if name in batch.schema.names else pa.nulls(batch.num_rows, pa.string())
 
-    def take(self, f: int, start: int, end: int) -> tuple[list[str], list[str], list]:
-        """ids, sources and texts (Arrow arrays) of rows start..end of file f."""
-        if f != self.file or start < self.start:
-            self.file, self.start, self.end = f, 0, 0
-            self.batches = iter_batches([self.files[f]], COLUMNS, batch_size=READ_ROWS, arrow_columns=("text",))
-        ids, sources, texts = [], [], []
-        while start < end:
-            while start >= self.end:
-                self.batch = next(self.batches)
-                self.start, self.end = self.end, self.end + len(self.batch["id"])
-            a, b = start - self.start, min(end, self.end) - self.start
-            ids += self.batch["id"][a:b]
-            sources += self.batch["source"][a:b]
-            texts.append(self.batch["text"][a:b])
-            start = self.start + b
-        return ids, sources, texts
+    ids = column("id")
+    if ids.null_count or ids.type != pa.string():
+        ids = pa.array([f"{file_name}:{offset + i}" if v is None else str(v) for i, v in enumerate(ids.to_pylist())],
+                       pa.string())
+    source = pc.fill_null(column("source").cast(pa.string()), "default")
+    text = pc.fill_null(column("text").cast(pa.string()), "")
+    return pa.record_batch([ids, source, text], names=COLUMNS)
 
 
+def _cut(batch) -> Iterator:
+    """Slices of ``batch`` holding about TASK_BYTES of text each (a longer document alone)."""
+    import pyarrow.compute as pc
+
+    ends = np.cumsum(pc.binary_length(batch.column(2)).to_numpy(zero_copy_only=False))
+    start, rows = 0, batch.num_rows
+    while start < rows:
+        before = ends[start - 1] if start else 0
+        stop = min(rows, max(start + 1, int(np.searchsorted(ends, before + TASK_BYTES)) + 1))
+        yield batch.slice(start, stop - start)
+        start = stop
+
+
+def _pack(number: int, batch):
+    """A task as one message: its number, then the batch as an Arrow IPC stream."""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    sink.write(struct.pack("<q", number))
+    with pa.ipc.new_stream(sink, batch.schema) as writer:
+        writer.write_batch(batch)
+    return sink.getvalue()
+
+
+def _unpack(message: bytes) -> tuple:
+    import pyarrow as pa
+
+    (number,) = struct.unpack_from("<q", message)
+    return number, pa.ipc.open_stream(pa.py_buffer(message)[8:]).read_next_batch()
+
+
+# -- encoding (this process and the workers) -------------------------------------------------
 _WORKER: dict = {}
 
 
-def _set_worker(tok, files: list[Path], seed: int, val_fraction: float, forced: set[str]) -> None:
-    tok.encoding  # build tiktoken's tables once, before any fork
-    _WORKER.update(tok=tok, rows=_Rows(files), seed=seed, val_fraction=val_fraction, forced=forced,
+def _set_worker(tok, seed: int, val_fraction: float, forced: set[str]) -> None:
+    _WORKER.update(tok=tok, seed=seed, val_fraction=val_fraction, forced=forced,
                    bos=np.array([tok.bos_id], dtype=np.uint32), dtype=dtype_for_vocab(tok.vocab_size))
 
 
-def _encode_range(f: int, start: int, end: int) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
-    """Rows start..end of file f -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
+def _encode_batch(batch) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
+    """A task -> {(source, split): (tokens with a BOS before each doc, docs, bytes)}."""
     import pyarrow.compute as pc
 
     w = _WORKER
     encode, bos = w["tok"].encoding.encode_to_numpy, w["bos"]
-    ids, sources, arrays = w["rows"].take(f, start, end)
-    texts = [t for a in arrays for t in a.to_pylist()]
-    sizes = [n for a in arrays for n in pc.binary_length(a).to_pylist()]
+    ids, sources, texts = (batch.column(i).to_pylist() for i in range(3))
+    sizes = pc.binary_length(batch.column(2)).to_pylist()
     parts: dict[tuple[str, str], list] = collections.defaultdict(lambda: [[], 0, 0])
     for doc_id, source, text, size in zip(ids, sources, texts, sizes):
         split = "val" if is_val(doc_id, w["seed"], w["val_fraction"], w["forced"]) else "train"
         part = parts[(source, split)]
         # disallowed_special=(): special-token text in a document is ordinary text (encode_ordinary)
-        part[0] += (bos, encode(text or "", disallowed_special=()))
+        part[0] += (bos, encode(text, disallowed_special=()))
         part[1] += 1
-        part[2] += size or 0
+        part[2] += size
     return {key: (np.concatenate(arrays, dtype=w["dtype"], casting="same_kind"), docs, nbytes)
             for key, (arrays, docs, nbytes) in parts.items()}
 
 
-def _worker_main(conn, init: tuple | None) -> None:
-    """A worker process: answer each (task number, range) with (task number, result, error)."""
+def _worker_main(conn, tokenizer_dir: str) -> None:
+    """A worker process: load the tokenizer, take the split settings, then answer each task with
+    (task number, result, error); an empty message ends it."""
+    import gc
+    import pickle
     import signal
 
     import pyarrow as pa
 
+    gc.freeze()  # what fork copied is never collected here: no copy-on-write faults from gc passes
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    pa.set_cpu_count(1)  # one worker, one core: Arrow's decoding threads would compete with the others
-    if init is not None:  # spawned, not forked: load the tokenizer here
-        from lmforge.tokenizer.bpe import Tokenizer
+    pa.set_cpu_count(1)  # one worker, one core: Arrow's threads would compete with the others
+    from lmforge.tokenizer.bpe import Tokenizer
 
-        tokenizer_dir, *rest = init
-        _set_worker(Tokenizer.load(tokenizer_dir), *rest)
-    while (task := conn.recv()) is not None:
-        number, rng = task
+    try:
+        tok, error = _WORKER.get("tok") or Tokenizer.load(tokenizer_dir), None
+        tok.encoding  # tiktoken's tables, built here while the main process reads the first tasks
+    except Exception as exc:  # noqa: BLE001 - the main process loads it too and says why first
+        tok, error = None, _picklable(exc)
+    settings = conn.recv_bytes()
+    if not settings:  # stopped before it began (no documents, say)
+        return
+    if tok is not None:
+        _set_worker(tok, *pickle.loads(settings))
+    while message := conn.recv_bytes():
+        number, batch = _unpack(message)
         try:
-            conn.send((number, _encode_range(*rng), None))
+            if error is not None:
+                raise error
+            conn.send((number, _encode_batch(batch), None))
         except Exception as exc:  # noqa: BLE001 - handed to the main process, which raises it
             conn.send((number, None, _picklable(exc)))
 
@@ -251,119 +285,165 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
     names = {s: source_dirname(s) for s in counts}
     if len(set(names.values())) < len(names):
         raise LmforgeError(f"sources {sorted(counts)} map to clashing folder names; rename them in the clean stage")
+    _set_worker(tok, seed, val_fraction, forced)  # forked workers inherit the tokenizer; spawned ones load it
+    with _Workers((workers or os.cpu_count() or 1) - 1, tokenizer_dir) as pool:
+        pool.configure(seed, val_fraction, forced)
+        writers = _write(_encoded(files, pool, sum(counts.values())), out_dir, names, shard_tokens, tok)
+    write_json_atomic(out_dir / MANIFEST, _manifest(tok, counts, writers, tokenizer_file_sha256(tokenizer_dir)))
+    return _stats(counts, writers)
+
+
+def _write(results: Iterator[dict], out_dir: Path, names: dict[str, str], shard_tokens: int, tok) -> dict:
+    """Every result into the shards of its (source, split); all closed, or none left behind."""
     writers: dict[tuple[str, str], TokenShardWriter] = {}
-    init = (str(tokenizer_dir), files, seed, val_fraction, forced)
-    _set_worker(tok, *init[1:])  # here: used directly by one worker, inherited by forked ones
     try:
-        for result in _encoded(files, init, workers or os.cpu_count() or 1, sum(counts.values())):
+        for result in results:
             for (source, split), (tokens, docs, nbytes) in result.items():
-                key = (source, split)
-                if key not in writers:
-                    writers[key] = TokenShardWriter(out_dir, names[source], split, shard_tokens, tok.vocab_size,
-                                                    tok.bos_id)
-                writers[key].add(tokens, docs, nbytes)
+                if (source, split) not in writers:
+                    writers[(source, split)] = TokenShardWriter(out_dir, names[source], split, shard_tokens,
+                                                                tok.vocab_size, tok.bos_id)
+                writers[(source, split)].add(tokens, docs, nbytes)
     except BaseException:
         for w in writers.values():
             w.abort()  # no half-written shard left behind, not even under its temporary name
         raise
     for w in writers.values():
         w.close()
-    write_json_atomic(out_dir / MANIFEST, _manifest(tok, counts, writers, tokenizer_file_sha256(tokenizer_dir)))
-    return _stats(counts, writers)
+    return writers
 
 
-def _encoded(files: list[Path], init: tuple, workers: int, total_docs: int) -> Iterator[dict]:
-    """Encoded ranges in input order, from this process or from a pool of worker processes."""
+def _encoded(files: list[Path], pool: "_Workers", total_docs: int) -> Iterator[dict]:
+    """Encoded tasks in input order, from this process alone or with the pool's workers."""
     from tqdm import tqdm
 
     bar = tqdm(total=total_docs, unit="doc", desc="tokenize", disable=None, mininterval=2)
     try:
-        if workers == 1:
-            for rng in _ranges(files):
-                yield _encode_range(*rng)
-                bar.update(rng[2] - rng[1])
+        if not pool.conns:
+            for batch in _tasks(files):
+                yield _encode_batch(batch)
+                bar.update(batch.num_rows)
         else:
-            for rng, result in _pool(_ranges(files), init, workers):
+            for rows, result in _Dispatch(_tasks(files), pool.conns, pool.procs).results():
                 yield result
-                bar.update(rng[2] - rng[1])
+                bar.update(rows)
     finally:
         bar.close()
         _WORKER.clear()
 
 
-def _pool(ranges: Iterator[tuple], init: tuple, workers: int) -> Iterator[tuple[tuple, dict]]:
-    """(range, result) in input order from ``workers`` processes, each sent up to IN_FLIGHT
-    ranges ahead; at most workers x IN_FLIGHT results are held (bounded memory).
+class _Workers:
+    """``n`` worker processes, each with one pipe to this one, stopped and reaped on exit.
 
-    One pipe per worker and no helper threads (multiprocessing.Pool's three threads cost the
-    main process about 1 ms of CPU per task): tasks are a few bytes, so a send never blocks,
-    and results are read as they come (``connection.wait``), so a worker never waits to send.
+    This process reads the files, keeps each worker IN_FLIGHT tasks ahead, writes the results,
+    and encodes a task itself whenever no answer is waiting (:class:`_Dispatch`): with 2 workers
+    on 2 cores there is no third process asking for a core. No helper threads
+    (multiprocessing.Pool's three threads cost the main process about 1 ms of CPU per task).
     """
-    import multiprocessing as mp
 
-    # fork where there is one: workers start in milliseconds with the tokenizer already loaded,
-    # and a caller's script needs no `if __name__ == "__main__"` guard.
-    fork = "fork" in mp.get_all_start_methods()
-    ctx = mp.get_context("fork" if fork else "spawn")
-    conns, procs = [], []
-    try:
-        for _ in range(workers):
-            conn, child = ctx.Pipe()
-            procs.append(ctx.Process(target=_worker_main, args=(child, None if fork else init), daemon=True))
-            procs[-1].start()
-            child.close()
-            conns.append(conn)
-        yield from _dispatch(ranges, conns, procs)
-        for conn in conns:
-            conn.send(None)
-        for proc in procs:
-            proc.join()
-    finally:
-        for proc in procs:
+    def __init__(self, n: int, tokenizer_dir: Path):
+        import multiprocessing as mp
+
+        # fork where there is one: a worker starts in milliseconds with the modules imported, and
+        # a caller's script needs no `if __name__ == "__main__"` guard.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        self.conns, self.procs = [], []
+        if n:  # memory Arrow keeps for reuse would be shared with the workers: reusing it here would copy it
+            import pyarrow as pa
+
+            pa.default_memory_pool().release_unused()
+        try:
+            for _ in range(n):
+                conn, child = ctx.Pipe()
+                self.procs.append(ctx.Process(target=_worker_main, args=(child, str(tokenizer_dir)), daemon=True))
+                self.procs[-1].start()
+                child.close()
+                self.conns.append(conn)
+        except BaseException:
+            self.__exit__()
+            raise
+
+    def configure(self, seed: int, val_fraction: float, forced: set[str]) -> None:
+        for conn in self.conns:
+            conn.send((seed, val_fraction, forced))
+
+    def __enter__(self) -> "_Workers":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for conn in self.conns:
+            try:
+                conn.send_bytes(b"")  # stop, if not told yet (a worker reads on until it gets it)
+            except OSError:
+                pass
+        for proc in self.procs:
+            proc.join(timeout=None if exc[:1] in ((), (None,)) else 0)
             if proc.is_alive():
                 proc.terminate()
                 proc.join()
-        for conn in conns:
+        for conn in self.conns:
             conn.close()
 
 
-def _dispatch(ranges: Iterator[tuple], conns: list, procs: list) -> Iterator[tuple[tuple, dict]]:
-    """Keep every worker up to IN_FLIGHT tasks ahead; yield (range, result) in task order."""
-    load, sent, done, ready, task_of = [0] * len(conns), 0, 0, {}, {}
-    more = True
-    while True:
-        while more and min(load) < IN_FLIGHT:  # top up the least loaded worker
-            rng = next(ranges, None)
-            if rng is None:
-                more = False
-                break
-            w = load.index(min(load))
-            conns[w].send((sent, rng))
-            load[w], task_of[sent], sent = load[w] + 1, rng, sent + 1
-        while done in ready:
-            yield task_of.pop(done), ready.pop(done)
-            done += 1
-        if done == sent and not more:
-            return
-        for w, number, result in _receive(conns, procs):
-            ready[number] = result
-            load[w] -= 1
+class _Dispatch:
+    """Task numbers, loads and answers of one pool run (see :func:`_pool`)."""
 
+    def __init__(self, tasks: Iterator, conns: list, procs: list):
+        self.tasks, self.conns, self.procs = tasks, conns, procs
+        self.load, self.sent, self.done = [0] * len(conns), 0, 0
+        self.ready: dict[int, dict] = {}
+        self.rows: dict[int, int] = {}
+        self.more = True
+        # this process runs ahead of the slowest worker by at most this many results
+        self.ahead = 4 * IN_FLIGHT * (len(conns) + 1)
 
-def _receive(conns: list, procs: list) -> Iterator[tuple[int, int, dict]]:
-    """(worker, task number, result) for each result ready now; a worker's error is raised here."""
-    from multiprocessing.connection import wait
+    def results(self) -> Iterator[tuple[int, dict]]:
+        while True:
+            while self.more and min(self.load) < IN_FLIGHT:  # top up the least loaded worker
+                w = self.load.index(min(self.load))
+                if (batch := self._next()) is not None:
+                    self.conns[w].send_bytes(_pack(self.sent - 1, batch))
+                    self.load[w] += 1
+            while self.done in self.ready:
+                yield self.rows.pop(self.done), self.ready.pop(self.done)
+                self.done += 1
+            if self.done == self.sent and not self.more:
+                return
+            answers = self._receive(block=not self.more or self.sent - self.done >= self.ahead)
+            if not answers and (batch := self._next()) is not None:  # nobody answered: encode one here
+                self.ready[self.sent - 1] = _encode_batch(batch)
 
-    for conn in wait(conns):
-        w = conns.index(conn)
-        try:
-            number, result, error = conn.recv()
-        except EOFError:
-            raise LmforgeError(f"a tokenize worker process died (exit code {procs[w].exitcode}); "
-                               "out of memory? lower [tokenizer] workers") from None
-        if error is not None:
-            raise error
-        yield w, number, result
+    def _next(self):
+        """The next task, numbered; None at the end, when the workers are told to stop."""
+        batch = next(self.tasks, None) if self.more else None
+        if batch is None:
+            if self.more:
+                self.more = False
+                for conn in self.conns:  # each stops after its last task, which saves a wait at the end
+                    conn.send_bytes(b"")
+            return None
+        self.rows[self.sent] = batch.num_rows
+        self.sent += 1
+        return batch
+
+    def _receive(self, block: bool) -> list:
+        """Answers ready now (or, blocking, the next ones); a worker's error is raised here."""
+        from multiprocessing.connection import wait
+
+        busy = [conn for conn, load in zip(self.conns, self.load) if load]
+        answers = []
+        for conn in wait(busy, None if block else 0) if busy else ():
+            w = self.conns.index(conn)
+            try:
+                number, result, error = conn.recv()
+            except EOFError:
+                raise LmforgeError(f"a tokenize worker process died (exit code {self.procs[w].exitcode}); "
+                                   "out of memory? lower [tokenizer] workers") from None
+            if error is not None:
+                raise error
+            self.ready[number] = result
+            self.load[w] -= 1
+            answers.append(number)
+        return answers
 
 
 def _manifest(tok, counts: dict[str, int], writers: dict, tokenizer_sha256: str) -> dict:

@@ -191,3 +191,21 @@ def test_a_page_that_breaks_the_extractor_is_a_reject_not_a_crash(tmp_path, monk
     assert rejects["https://example.com/seoul"]["reason"] == "extraction_error"
     assert rejects["https://example.com/seoul"]["detail"] == "ValueError: broken markup"
     assert stats["docs"] == len(EXPECTED_KEPT) - 1
+
+
+def test_docs_files_have_row_groups_of_bounded_text(tmp_path, monkeypatch):
+    """Readers decode a whole row group at once: its text is bounded, so later stages stream."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from lmforge.clean import pipeline
+
+    monkeypatch.setattr(pipeline, "ROW_GROUP_BYTES", 10_000)
+    texts = [("word " * (50 + i % 400)).strip() for i in range(300)]
+    pipeline.write_table(pa.table({"id": [str(i) for i in range(300)], "text": texts}), tmp_path / "d.parquet")
+    meta = pq.ParquetFile(tmp_path / "d.parquet").metadata
+    assert meta.num_row_groups > 10 and meta.num_rows == 300
+    assert pq.read_table(tmp_path / "d.parquet").column("text").to_pylist() == texts
+    groups = [pq.ParquetFile(tmp_path / "d.parquet").read_row_group(g) for g in range(meta.num_row_groups)]
+    assert max(sum(len(t.encode()) for t in g.column("text").to_pylist()) for g in groups) < 3 * 10_000
+    assert [p.name for p in tmp_path.iterdir()] == ["d.parquet"]  # written under a temporary name, then renamed

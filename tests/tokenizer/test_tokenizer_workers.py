@@ -25,10 +25,10 @@ def test_small_tasks_across_files_and_batches_match_one_process(trained_run, tmp
     _, rd = trained_run
     files = _files(tmp_path)
     one = tokenize.tokenize_docs(files, rd.tokenizer, tmp_path / "one", 7, 0.2, 1500, workers=1)
-    # tasks of one or two documents, read 3 rows at a time: ranges cross read batches and files
+    # tasks of one or two documents, read 3 rows at a time: tasks are slices of read batches
     monkeypatch.setattr(tokenize, "TASK_BYTES", 700)
     monkeypatch.setattr(tokenize, "READ_ROWS", 3)
-    assert len(list(tokenize._ranges(files))) >= 20
+    assert len(list(tokenize._tasks(files))) >= 20
     three = tokenize.tokenize_docs(files, rd.tokenizer, tmp_path / "three", 7, 0.2, 1500, workers=3)
     assert three == one and one["documents"] == 50
     assert _tree(tmp_path / "three") == _tree(tmp_path / "one")
@@ -40,16 +40,42 @@ def test_worker_error_stops_the_stage_and_leaves_no_shard(trained_run, tmp_path,
     _, rd = trained_run
     files = _files(tmp_path)
     monkeypatch.setattr(tokenize, "TASK_BYTES", 700)
-    encode = tokenize._encode_range
+    encode = tokenize._encode_batch
 
-    def failing(f, start, end):
-        if f == 1 and start > 5:
+    def failing(batch):
+        if "b-7" in batch.column("id").to_pylist():
             raise ValueError("bad document")
-        return encode(f, start, end)
+        return encode(batch)
 
-    monkeypatch.setattr(tokenize, "_encode_range", failing)  # forked workers inherit it
+    monkeypatch.setattr(tokenize, "_encode_batch", failing)  # forked workers inherit it
     out = tmp_path / "tokens"
     with pytest.raises(ValueError, match="bad document"):
         tokenize.tokenize_docs(files, rd.tokenizer, out, 7, 0.2, 10**6, workers=2)
     assert not [p for p in out.rglob("*") if p.is_file()]  # no shard, temporary file or manifest
     assert not tokenize._WORKER
+
+
+def test_spawned_workers_give_the_same_bytes(trained_run, tmp_path, monkeypatch):
+    """Where there is no fork (macOS' default, Windows) the workers are spawned and load the tokenizer."""
+    import multiprocessing
+
+    _, rd = trained_run
+    files = _files(tmp_path)
+    one = tokenize.tokenize_docs(files, rd.tokenizer, tmp_path / "one", 7, 0.2, 1500, workers=1)
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    two = tokenize.tokenize_docs(files, rd.tokenizer, tmp_path / "two", 7, 0.2, 1500, workers=2)
+    assert two == one
+    assert _tree(tmp_path / "two") == _tree(tmp_path / "one")
+
+
+def test_a_bad_tokenizer_is_named_and_the_workers_stop(tmp_path):
+    import multiprocessing
+
+    from lmforge.errors import LmforgeError
+
+    (tmp_path / "tk").mkdir()
+    (tmp_path / "tk" / "tokenizer.json").write_text('{"format": "lmforge-bpe", "version": 99}')
+    files = _files(tmp_path)
+    with pytest.raises(LmforgeError, match="version 99"):
+        tokenize.tokenize_docs(files, tmp_path / "tk", tmp_path / "tokens", 7, 0.2, 1500, workers=3)
+    assert not multiprocessing.active_children()
