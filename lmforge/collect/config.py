@@ -70,7 +70,7 @@ class CollectConfig:
     warc_max_bytes: int = 1_000_000_000
     """Rotate to a new WARC file past this size."""
     helper_processes: int = field(default_factory=default_helper_processes)
-    """Processes extracting links and compressing WARC records beside the fetch threads (0: none; 2 from 2 cores)."""
+    """Processes that fetch, parse and pack the pages (0: all in the crawl process; 2 from 2 cores; docs/collect.md)."""
     warc_gzip_level: int = 2
     """gzip level of the WARC records, 1 (fastest) to 9 (smallest); 1-3 use ISA-L when installed (docs/collect.md)."""
 

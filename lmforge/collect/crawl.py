@@ -1,11 +1,12 @@
 """The crawl stage: a polite, resumable crawler that writes what it fetches as WARC files.
 
-Threads sharing one urllib3 pool manager (keep-alive connections; a body is streamed, so a
-page stops past its size limit; see fetcher.py) take URLs from a :class:`Frontier` that
-enforces per-host concurrency and delay. Every exchange (pages, error pages and each redirect
-hop) is written as a response + request record pair; the journal under ``state/`` makes a
-rerun continue where a killed crawl stopped (see warcout.py). What costs CPU per page (links,
-charset, gzip, digests) is :func:`pack_page`, run in helper processes (helpers.py).
+Threads take URLs from a :class:`Frontier` that enforces per-host concurrency and delay, and
+hand each request to a helper process (helpers.py), which fetches it with its own urllib3 pool
+(keep-alive connections; a body is streamed, so a page stops past its size limit), extracts
+its links and packs its WARC records (exchange.py). This process keeps the robots.txt cache,
+the retries and their waits, the seen set, the WARC file and the journal. Every exchange
+(pages, error pages and each redirect hop) is written as a response + request record pair; the
+journal under ``state/`` makes a rerun continue where a killed crawl stopped (see warcout.py).
 """
 
 from __future__ import annotations
@@ -14,59 +15,15 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 from lmforge.collect.config import CollectConfig
-from lmforge.collect.frontier import Frontier, Item, backoff_seconds, parse_retry_after
+from lmforge.collect.exchange import Exchange, FetchOptions, client, close_clients, fetch_exchange
+from lmforge.collect.frontier import Frontier, Item, backoff_seconds
 from lmforge.collect.helpers import Helpers
-from lmforge.collect.urls import Scope, host_of, normalize_url, page_links
+from lmforge.collect.urls import Scope, host_of, normalize_url
 from lmforge.errors import LmforgeError
-
-HTML_TYPES = ("text/html", "application/xhtml+xml")
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-@dataclass
-class Fetched:
-    """One HTTP exchange: what is written to the WARC file."""
-
-    status: int
-    reason: str
-    protocol: str
-    headers: list
-    body: bytes
-    request_headers: list
-    retry_after: float | None = None
-
-    def header(self, name: str) -> str:
-        name = name.lower()
-        return next((v for k, v in self.headers if k.lower() == name), "")
-
-
-class Skip(Exception):
-    """A page not recorded, for a counted reason (too_large, non_html)."""
-
-
-def pack_page(url: str, request: tuple, response: tuple, page: bool, follow: bool, sort_query: bool,
-              max_payload: int, level: int) -> tuple[list[str], bytes]:
-    """The CPU work on a fetched exchange: charset, links (when ``follow``) and the packed WARC
-    records. A pure function of its arguments, so that a helper process can run it."""
-    from lmforge.collect.charset import detect_charset
-    from lmforge.collect.readers import decode_content_encoding
-    from lmforge.collect.warcout import pack_exchange
-
-    protocol, status_line, headers, body = response
-    charset, links = None, []
-    if page:
-        header = {k.lower(): v for k, v in reversed(headers)}  # the first of a repeated header wins
-        payload = decode_content_encoding(body, header.get("content-encoding"), max_payload)
-        charset = detect_charset(payload, _header_charset(header.get("content-type", "")))
-        if follow:
-            links = page_links(payload, url, charset, sort_query)
-    extra = {"WARC-Identified-Content-Charset": charset} if charset else {}
-    return links, pack_exchange(url, request, response, extra, level)
 
 
 def load_seeds(cfg: CollectConfig) -> list[str]:
@@ -176,21 +133,22 @@ class Crawler:
     def run(self) -> dict:
         from tqdm import tqdm
 
-        from lmforge.collect.fetcher import Client
-
         self.t0 = time.monotonic()
         self.deadline = self.t0 + self.cfg.max_seconds
-        # What pack_page imports (7 ms) is imported once here, not in each helper on its first
-        # page, which every other page waits for at the start of a crawl.
-        from lmforge.collect import charset, readers  # noqa: F401
+        # What an exchange imports (about 10 ms) is imported once here, not in each helper on
+        # its first page, which every other page waits for at the start of a crawl.
+        from lmforge.collect import charset, fetcher, readers  # noqa: F401
         from lmforge.collect.warcout import gzip_member
 
         gzip_member(b"", self.cfg.warc_gzip_level)
-        # first: forked before any thread of ours starts; a window holds a page and its
-        # records (more runs in this process), its memory taken only as it is written
-        self.helpers = Helpers(self.cfg.helper_processes, self.cfg.concurrency,
-                               min(64 << 20, 2 * self.cfg.max_page_bytes + (1 << 20)))
-        self.client = Client(self.cfg.per_host_concurrency, (self.cfg.connect_timeout, self.cfg.read_timeout))
+        self.options = FetchOptions.of(self.cfg)
+        self.client = client(self.options)  # this process's, for robots.txt (no connection yet)
+        # Forked before any thread of ours starts, each helper making its own client at once (the
+        # first request does not wait for it). Enough helper threads for every fetch in flight;
+        # a window holds a page's records and links, its memory taken only as it is written.
+        n = self.cfg.helper_processes
+        self.helpers = Helpers(n, self.cfg.concurrency, min(64 << 20, 2 * self.cfg.max_page_bytes + (1 << 20)),
+                               threads=-(-self.cfg.concurrency // n) if n else 1, init=(client, self.options))
         self.bar = tqdm(total=self.cfg.max_pages, initial=min(self.prev_pages, self.cfg.max_pages), unit="page",
                         desc="crawl", disable=not self.progress, dynamic_ncols=True)
         workers = [threading.Thread(target=self._worker, daemon=True) for _ in range(self.cfg.concurrency)]
@@ -211,8 +169,8 @@ class Crawler:
                 self.writer.finish()
                 self.journal.close()
             self.bar.close()
-            self.client.clear()
             self.helpers.close()
+            close_clients()
         return self._report()
 
     def _budget_left(self, in_flight: int) -> bool:
@@ -240,122 +198,58 @@ class Crawler:
             self._skip(item.url, "robots_blocked")
             return False
         self.frontier.set_delay(host, max(self.cfg.per_host_delay, self.robots.delay(host)))
-        try:
-            fetched = self._fetch(item.url)
-        except Skip as why:
-            self._skip(item.url, str(why))
-            return True
-        if isinstance(fetched, str):
-            self._skip(item.url, fetched, error=True)
-            return True
-        if 300 <= fetched.status < 400 and fetched.header("Location"):
-            self._follow_redirect(item, fetched)
-            self._record(item, fetched, page=False)
+        got = self._fetch(item)
+        if isinstance(got, str):
+            self._skip(item.url, got, error=True)
+        elif got.kind == "skip":
+            self._skip(item.url, got.reason)
         else:
-            self._record(item, fetched, page=True)
+            self._record(item, got)
         return True
 
     # -- fetching ----------------------------------------------------------------------------
-    def _fetch(self, url: str) -> Fetched | str:
-        """GET with retries on connection errors, timeouts, 429 and 5xx; a str names the final error."""
-        from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
-
+    def _fetch(self, item: Item) -> Exchange | str:
+        """The exchange to record or skip, with retries on connection errors, timeouts, 429 and
+        5xx (the waits are here, not in a helper); a str names the final error."""
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
-            try:
-                fetched = self._attempt(url)
-            except NewConnectionError:  # refused or unresolved: urllib3 files it under timeouts
-                error, wait = "connection", None
-            except TimeoutError:
-                error, wait = "timeout", None
-            except (HTTPError, OSError):
-                error, wait = "connection", None
-            else:
-                if fetched.status not in RETRY_STATUSES or attempt == cfg.retries:
-                    return fetched
-                error, wait = None, fetched.retry_after
-            if attempt == cfg.retries:
-                return error
+            last = attempt == cfg.retries
+            got = self.helpers.run_once(fetch_exchange, item.url, self.options, last, item.depth < cfg.max_depth)
+            if got.kind in ("record", "skip"):
+                return got
+            if last:
+                return got.reason
             with self.lock:
                 self.stats["retries"] += 1
+            wait = got.retry_after if got.kind == "retry" else None
             if wait is not None and wait > cfg.max_retry_wait:
-                return error or "retry_after_too_long"
+                return "retry_after_too_long"
             time.sleep(wait if wait is not None else backoff_seconds(attempt, cfg.backoff_base, cfg.max_retry_wait))
-            time.sleep(self.frontier.reserve(host_of(url)))  # a retry is a request too: same politeness
+            time.sleep(self.frontier.reserve(host_of(item.url)))  # a retry is a request too: same politeness
         return "retries_exhausted"
 
-    def _attempt(self, url: str) -> Fetched:
-        from lmforge.collect.fetcher import finish
-
-        headers = {"User-Agent": self.cfg.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
-                   "Accept-Encoding": "gzip, deflate"}
-        resp = self.client.get(url, headers)
-        complete = False
-        try:
-            got = Fetched(resp.status, resp.reason or "", "HTTP/1.0" if resp.version == 10 else "HTTP/1.1",
-                          [(k, v) for k, v in resp.headers.items() if k.lower() != "transfer-encoding"],
-                          b"", list(headers.items()))
-            got.body, sniff = self._check_and_read(resp, got)
-            complete = True
-        finally:
-            finish(resp, complete)
-        if sniff and not _looks_like_html(got.body):
-            raise Skip("non_html")
-        return got
-
-    def _check_and_read(self, resp, got: Fetched) -> tuple[bytes, bool]:
-        """The body, unless type or size rule the page out first (raises Skip); and whether its
-        type is unknown, so that the body must show it is HTML."""
-        if got.status in RETRY_STATUSES:  # retried (or recorded as it is), whatever its type
-            got.retry_after = parse_retry_after(got.header("Retry-After"))
-            return self._read_body(resp), False
-        ctype = got.header("Content-Type").split(";")[0].strip().lower()
-        redirect = 300 <= got.status < 400
-        if not redirect and ctype and ctype not in HTML_TYPES:
-            raise Skip("non_html")
-        length = got.header("Content-Length")
-        if length.isdigit() and int(length) > self.cfg.max_page_bytes:
-            raise Skip("too_large")
-        return self._read_body(resp, length.isdigit()), not redirect and not ctype
-
-    def _read_body(self, resp, known_length: bool = False) -> bytes:
-        """The raw payload bytes as sent (content-encoding kept), stopping past max_page_bytes."""
-        if known_length:  # checked against the limit: one read (http.client stops at the length)
-            return resp.read(decode_content=False)
-        chunks, size = [], 0
-        for chunk in resp.stream(65536, decode_content=False):
-            size += len(chunk)
-            if size > self.cfg.max_page_bytes:
-                raise Skip("too_large")
-            chunks.append(chunk)
-        return b"".join(chunks)
-
     # -- recording ---------------------------------------------------------------------------
-    def _record(self, item: Item, got: Fetched, page: bool) -> None:
-        parts = urlsplit(item.url)
-        request = ("GET", parts.path + (f"?{parts.query}" if parts.query else ""), [("Host", parts.netloc)] +
-                   [(k, v) for k, v in got.request_headers if k.lower() != "host"])
-        response = (got.protocol, f"{got.status} {got.reason}".strip(), got.headers, got.body)
-        follow = page and 200 <= got.status < 300 and item.depth < self.cfg.max_depth
-        links, members = self.helpers.run(pack_page, item.url, request, response, page, follow, self.cfg.sort_query,
-                                          self.cfg.max_page_bytes * 4, self.cfg.warc_gzip_level)
+    def _record(self, item: Item, got: Exchange) -> None:
+        page = not got.location
+        if got.location:
+            self._follow_redirect(item, got.location)
         # Links are journaled before the page is marked done, so a crash between loses none.
-        if links:
-            self._enqueue_many(links, item.depth + 1)
+        if got.links:
+            self._enqueue_many(got.links, item.depth + 1)
         with self.io_lock:  # the page counts as fetched only once its records are flushed
-            name, end = self.writer.append(members)
+            name, end = self.writer.append(got.members)
             self.journal.write(ev="done", url=item.url, file=name, end=end, status=got.status,
-                               page=int(page), bytes=len(got.body))
+                               page=int(page), bytes=got.body_bytes)
         with self.lock:
-            self.stats["bytes"] += len(got.body)
+            self.stats["bytes"] += got.body_bytes
             self.by_status[str(got.status)] += 1
             if page:
                 self.stats["fetched"] += 1
                 self.bar.update(1)
                 self._postfix()
 
-    def _follow_redirect(self, item: Item, got: Fetched) -> None:
-        target = normalize_url(urljoin(item.url, got.header("Location").strip()), self.cfg.sort_query)
+    def _follow_redirect(self, item: Item, location: str) -> None:
+        target = normalize_url(urljoin(item.url, location), self.cfg.sort_query)
         with self.lock:
             self.stats["redirects"] += 1
         chain = (*item.chain, item.url)
@@ -395,15 +289,3 @@ class Crawler:
             out["stopped"] = "max_seconds"
         return out
 
-
-def _header_charset(content_type: str) -> str | None:
-    for param in content_type.split(";")[1:]:
-        key, _, value = param.strip().partition("=")
-        if key.lower() == "charset":
-            return value.strip("\"' ") or None
-    return None
-
-
-def _looks_like_html(body: bytes) -> bool:
-    head = body[:1024].lstrip().lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<meta", b"<!--", b"<title", b"<p"))

@@ -1,8 +1,10 @@
-"""Helper processes for the crawler's CPU work (links, charset, gzip, digests).
+"""Helper processes for the crawler's exchanges (request, header parsing, links, charset, gzip,
+digests: exchange.py).
 
-That work runs under the GIL; in a few forked processes it runs beside the fetch threads. Calls
-go out as 8-byte messages on one pipe every helper reads, so whichever helper is free takes the
-next one; each fetch slot has its own shared-memory window for the pickled call and its answer.
+That work runs under the GIL; in a few forked processes, each with a few threads, it runs
+beside the other pages' instead of under the crawl process's one GIL. Calls go out as 8-byte
+messages on one pipe every helper thread reads, so whichever is free takes the next one; each
+fetch slot has its own shared-memory window for the pickled call and its answer.
 """
 
 from __future__ import annotations
@@ -17,11 +19,16 @@ import struct
 import threading
 
 
-class Helpers:
-    """Runs :func:`pack_page` in ``n`` helper processes, or in the calling thread when ``n`` is 0.
+class TooLarge(Exception):
+    """A helper's answer did not fit its window (see :meth:`Helpers.run_once`)."""
 
-    Link extraction and compression are most of a crawl's CPU time and run under the GIL; in a
-    helper process they run beside the fetch threads. Each fetch thread borrows one of
+
+class Helpers:
+    """Runs calls in ``n`` helper processes of ``threads`` threads each, or in the calling
+    thread when ``n`` is 0.
+
+    A crawl's CPU time (HTTP parsing, links, compression) runs under the GIL; in helper
+    processes it runs beside the other pages'. Each fetch thread borrows one of
     ``slots`` slots: a window of shared memory (anonymous, inherited by fork) that carries its
     pickled call and then the answer, and a pipe on which a helper says the answer is there.
     Calls go out as 8-byte messages on one pipe that every helper reads (writes of up to
@@ -31,7 +38,8 @@ class Helpers:
     2-core demo-site benchmark 2 helpers made the most pages/s (docs/collect.md).
     """
 
-    def __init__(self, n: int, slots: int = 1, window: int = 16 << 20):
+    def __init__(self, n: int, slots: int = 1, window: int = 16 << 20, threads: int = 1, init: tuple = ()):
+        """``init``: ``(fn, *args)`` each helper process runs once, before its first call."""
         self.processes, self.free, self.lock = [], queue.SimpleQueue(), threading.Lock()
         self.jobs = None  # the write end of the calls pipe, None once closed
         if n <= 0:
@@ -47,8 +55,8 @@ class Helpers:
         done = [os.pipe() for _ in range(max(n, slots))]
         self.windows = [mmap.mmap(-1, window) for _ in done]  # pages are only taken when written
         for i in range(n):
-            proc = context.Process(target=_serve, args=(jobs_in, self.jobs, done, self.windows), daemon=True,
-                                   name=f"lmforge-helper-{i}")
+            proc = context.Process(target=_serve, args=(jobs_in, self.jobs, done, self.windows, threads, init),
+                                   daemon=True, name=f"lmforge-helper-{i}")
             proc.start()
             self.processes.append(proc)
         os.close(jobs_in)
@@ -61,6 +69,16 @@ class Helpers:
             self.free.put(slot)
 
     def run(self, fn, *args):
+        """``fn(*args)`` in a helper; in this thread when there is none, or when the call or its
+        answer does not fit the window (``fn`` then runs twice: for a function of its arguments)."""
+        return self._run(fn, args, again=True)
+
+    def run_once(self, fn, *args):
+        """As :meth:`run`, for a call with side effects (a fetch): an answer too big for its
+        window raises :class:`TooLarge` instead of running the call again here."""
+        return self._run(fn, args, again=False)
+
+    def _run(self, fn, args, again: bool):
         slot = self.free.get() if self.processes else None
         if slot is None:  # no helpers, or they were closed meanwhile: in this thread
             self.free.put(None)  # and pass the word on to the next thread waiting
@@ -71,7 +89,9 @@ class Helpers:
             self._lost()
             answer = None
         self._give_back(slot)
-        if answer is None:  # too big for the window, or no helper any more
+        if answer is _TOO_BIG and not again:
+            raise TooLarge(f"the answer of {getattr(fn, '__name__', fn)} is larger than the helpers' window")
+        if answer is None or answer is _TOO_BIG:  # the call too big for the window, or no helper any more
             return fn(*args)
         ok, value = answer
         if not ok:
@@ -79,8 +99,8 @@ class Helpers:
         return value
 
     def _call(self, slot: int, fn, args):
-        """``(ok, value)`` from a helper; None when the call or its answer does not fit the
-        window (or the helpers were closed): the caller runs it itself."""
+        """``(ok, value)`` from a helper; None when the call does not fit the window (or the
+        helpers were closed), _TOO_BIG when the answer does not."""
         data = pickle.dumps((fn, args), pickle.HIGHEST_PROTOCOL)
         window = self.windows[slot]
         if len(data) > len(window):
@@ -97,7 +117,7 @@ class Helpers:
         if len(reply) < 4:
             raise EOFError
         (size,) = struct.unpack("<i", reply)
-        return pickle.loads(memoryview(window)[:size]) if size >= 0 else None
+        return pickle.loads(memoryview(window)[:size]) if size >= 0 else _TOO_BIG
 
     def _give_back(self, slot: int) -> None:
         if self.processes:
@@ -131,8 +151,12 @@ class Helpers:
                 proc.join()
 
 
-def _serve(jobs: int, jobs_out: int, done: list, windows: list) -> None:
-    """A helper process: run the calls named on ``jobs``, answering in their slot's window."""
+_TOO_BIG = object()
+
+
+def _serve(jobs: int, jobs_out: int, done: list, windows: list, threads: int, init: tuple) -> None:
+    """A helper process: ``threads`` threads run the calls named on ``jobs``, each answering in
+    its slot's window (a call that waits on the network leaves the others to run)."""
     import gc
     import signal
 
@@ -141,6 +165,23 @@ def _serve(jobs: int, jobs_out: int, done: list, windows: list) -> None:
     os.close(jobs_out)  # the crawl's end, copied by fork: closed, so that its exit reads as EOF
     for mine, _ in done:
         os.close(mine)
+    if init:
+        try:
+            init[0](*init[1:])
+        except Exception:  # noqa: BLE001 - the calls that need it will fail and say why
+            logging.getLogger(__name__).warning("helper set-up failed", exc_info=True)
+    others = [threading.Thread(target=_serve_calls, args=(jobs, done, windows), daemon=True)
+              for _ in range(threads - 1)]
+    for thread in others:
+        thread.start()
+    _serve_calls(jobs, done, windows)
+    for thread in others:
+        thread.join()
+
+
+def _serve_calls(jobs: int, done: list, windows: list) -> None:
+    # Every message is 8 bytes, written whole (under PIPE_BUF) and read whole: threads and
+    # processes reading the one pipe each get whole messages.
     while len(message := os.read(jobs, 8)) == 8:
         slot, size = struct.unpack("<iI", message)
         window = windows[slot]

@@ -16,8 +16,9 @@ import pytest
 
 from collect_servers import html, start
 from lmforge.collect.config import CollectConfig
-from lmforge.collect.crawl import crawl, pack_page
-from lmforge.collect.helpers import Helpers
+from lmforge.collect.crawl import crawl
+from lmforge.collect.exchange import pack_page
+from lmforge.collect.helpers import Helpers, TooLarge
 from lmforge.collect.fetcher import Client, finish
 from lmforge.collect.readers import iter_records
 from lmforge.collect.urls import _base_href, _hrefs, _parse_html, normalize_url, page_links, scan_hrefs
@@ -179,6 +180,27 @@ def test_helpers_run_what_overflows_their_window_here():
         assert helpers.run(len, b"x" * 5000) == 5000  # the call does not fit
         assert helpers.run(bytes, 5000) == bytes(5000)  # the answer does not fit
         assert helpers.run(len, b"x" * 10) == 10 and len(helpers.processes) == 1
+        # a call with side effects (a fetch) is not run twice: its answer's size is an error
+        with pytest.raises(TooLarge):
+            helpers.run_once(bytes, 5000)
+        assert helpers.run_once(len, b"x" * 10) == 10
+    finally:
+        helpers.close()
+
+
+def test_helper_threads_wait_side_by_side_and_the_set_up_runs_first():
+    """A helper's threads each take a call: two fetches waiting on the network overlap."""
+    helpers = Helpers(1, slots=3, threads=3, init=(os.environ.__setitem__, "LMFORGE_HELPER_SET_UP", "yes"))
+    try:
+        assert helpers.run(os.getenv, "LMFORGE_HELPER_SET_UP") == "yes"
+        assert "LMFORGE_HELPER_SET_UP" not in os.environ  # it ran there, not here
+        sleepers = [threading.Thread(target=helpers.run, args=(time.sleep, 0.6)) for _ in range(3)]
+        start = time.monotonic()
+        for t in sleepers:
+            t.start()
+        for t in sleepers:
+            t.join()
+        assert time.monotonic() - start < 1.5  # one after the other would take 1.8 s
     finally:
         helpers.close()
 
