@@ -63,8 +63,11 @@ def _print_summary(rd) -> None:
 
     if rd.samples.exists():
         data = json.loads(rd.samples.read_text(encoding="utf-8"))
-        texts = [(p["prompt"], s) for p in data.get("prompts", []) for s in p.get("samples", [])]
-        print("\nsampled continuations:")
+        prompts = data.get("prompts", [])
+        # each prompt's first continuation, then each one's second...: every prompt shows
+        texts = [(p["prompt"], p["samples"][i]) for i in range(max((len(p.get("samples", [])) for p in prompts), default=0))
+                 for p in prompts if i < len(p.get("samples", []))]
+        print(f"\nsampled continuations ({min(3, len(texts))} of {len(texts)}; all in {rd.samples}):")
         for i, (prompt, text) in enumerate(texts[:3], 1):
             print(f"--- {i} ---\n{prompt}{text}")
     if rd.report.exists():

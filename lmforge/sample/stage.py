@@ -23,7 +23,8 @@ def run_stage(cfg: RunConfig, rd: RunDir, log=print) -> dict:
                                        sc.top_k, sc.top_p, seed=sc.seed + i))
             generated += len(ids)
             samples.append(tok.decode(ids))
-            log(f"--- {prompt!r} [{i + 1}/{sc.num_samples}]\n{prompt}{samples[-1]}")
         results.append({"prompt": prompt, "samples": samples})
     write_json_atomic(rd.samples, {"settings": asdict(sc), "prompts": results})
+    # the texts themselves are shown once, by the run's closing summary (and in report.md)
+    log(f"[sample] {len(sc.prompts) * sc.num_samples} continuations of {len(sc.prompts)} prompts -> {rd.samples}")
     return {"prompts": len(sc.prompts), "samples": len(sc.prompts) * sc.num_samples, "tokens": generated}

@@ -24,9 +24,23 @@ def test_stage_writes_samples_json(trained_run):
     assert data["settings"]["num_samples"] == 2 and data["settings"]["temperature"] == 0.8
     assert [p["prompt"] for p in data["prompts"]] == ["def ", "The list"]
     assert all(len(p["samples"]) == 2 and all(isinstance(s, str) for s in p["samples"]) for p in data["prompts"])
-    assert stats["samples"] == 4 and len(printed) == 4
+    # the texts are shown once, by the run's summary, not also as the stage goes
+    assert stats["samples"] == 4 and printed == [f"[sample] 4 continuations of 2 prompts -> {rd.samples}"]
     again = run_stage(run_config(rd.root), rd, log=lambda *_: None)  # seeded: the same text again
     assert json.loads(rd.samples.read_text()) == data and again == stats
+
+
+def test_run_summary_shows_every_prompt_first(trained_run, capsys):
+    from lmforge.cli import _print_summary
+
+    rd, _ = trained_run
+    run_stage(run_config(rd.root), rd, log=lambda *_: None)
+    data = json.loads(rd.samples.read_text())
+    _print_summary(rd)
+    out = capsys.readouterr().out
+    assert f"sampled continuations (3 of 4; all in {rd.samples}):" in out
+    first, second = (p["prompt"] + p["samples"][0] for p in data["prompts"])
+    assert f"--- 1 ---\n{first}" in out and f"--- 2 ---\n{second}" in out
 
 
 def test_trained_model_continues_its_training_text(trained_run):

@@ -79,3 +79,15 @@ def test_a_bad_tokenizer_is_named_and_the_workers_stop(tmp_path):
     with pytest.raises(LmforgeError, match="version 99"):
         tokenize.tokenize_docs(files, tmp_path / "tk", tmp_path / "tokens", 7, 0.2, 1500, workers=3)
     assert not multiprocessing.active_children()
+
+
+def test_tasks_are_cut_by_text_size_and_finer_at_the_end(monkeypatch):
+    import pyarrow as pa
+
+    monkeypatch.setattr(tokenize, "TASK_BYTES", 400)
+    batch = pa.record_batch([pa.array([str(i) for i in range(20)]), pa.array(["web"] * 20),
+                             pa.array(["x" * 100] * 20)], names=tokenize.COLUMNS)
+    assert [t.num_rows for t in tokenize._cut(batch)] == [4] * 5
+    # the last 800 bytes in tasks of a quarter the size: the processes end close together
+    assert [t.num_rows for t in tokenize._cut(batch, fine_tail=800)] == [4, 4, 4] + [1] * 8
+    assert [t.column(0)[0].as_py() for t in tokenize._cut(batch, fine_tail=800)][3:5] == ["12", "13"]
