@@ -76,10 +76,11 @@ def run_stage(cfg, rd) -> dict:
         stats.merge(result.stats)
         docs += result.docs
         rejects += result.rejects
-    docs.sort(key=lambda d: d.order)
+    order = _output_order(c)
+    docs.sort(key=order)
     docs = deduplicate(docs, c, stats, rejects)
     _count_outputs(docs, stats)
-    rejects.sort(key=lambda r: r.order)
+    rejects.sort(key=order)
     write_docs(docs, rd.docs)
     write_rejects(rejects, rd.rejects)
     out = stats.as_dict()
@@ -87,6 +88,15 @@ def run_stage(cfg, rd) -> dict:
                docs_per_second=round(stats.totals["records"] / max(time.perf_counter() - t0, 1e-9), 1))
     _log_funnel(out)
     return out
+
+
+def _output_order(c: CleanConfig):
+    """Documents (and rejects) in input order; those of this run's own crawl by URL, since the
+    crawl's record order is an accident of its threads: two crawls of one site then give the
+    same docs files, byte for byte, and dedup keeps the same one of each group."""
+    if c.inputs:
+        return lambda d: d.order
+    return lambda d: (d.url, d.order)
 
 
 def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:

@@ -54,6 +54,19 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
             yield data
 
 
+def doc_key(doc_id: str, url: str | None) -> str:
+    """What picks a document's split and training sample: its URL, else its id. By URL, a page
+    goes to the same side whatever crawl or file it came from (a WARC record id is new at each
+    crawl), so a re-crawl neither reshuffles the split nor leaks a page from val into train."""
+    return url or doc_id
+
+
+def batch_keys(batch: dict) -> list[str]:
+    """:func:`doc_key` of each document of an :func:`iter_batches` batch read with ``id`` and ``url``."""
+    urls = batch.get("url") or [None] * len(batch["id"])
+    return [doc_key(i, u) for i, u in zip(batch["id"], urls)]
+
+
 def doc_hash(seed: int, doc_id: str) -> float:
     """A number in [0, 1) fixed by the seed and the document id, so splits and samples are stable
     whatever the file order or the number of workers."""

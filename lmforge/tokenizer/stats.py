@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 from pathlib import Path
 
-from lmforge.tokenizer.corpus import iter_batches
+from lmforge.tokenizer.corpus import batch_keys, iter_batches
 from lmforge.tokenizer.tokenize import is_val, plan_split
 
 
@@ -18,9 +18,9 @@ def tokenizer_stats(tokenizer, files: list[Path], seed: int, val_fraction: float
     _, forced = plan_split(files, seed, val_fraction)
     per_lang: dict[str, list[int]] = collections.defaultdict(lambda: [0, 0, 0])  # docs, bytes, tokens
     used: set[int] = set()
-    for batch in iter_batches(files, ["id", "text", "language"]):
-        for doc_id, text, lang in zip(batch["id"], batch["text"], batch["language"]):
-            if split == "val" and not is_val(doc_id, seed, val_fraction, forced):
+    for batch in iter_batches(files, ["id", "url", "text", "language"]):
+        for key, text, lang in zip(batch_keys(batch), batch["text"], batch["language"]):
+            if split == "val" and not is_val(key, seed, val_fraction, forced):
                 continue
             ids = tokenizer.encode(text or "")
             used.update(ids)

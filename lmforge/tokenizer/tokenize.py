@@ -1,8 +1,8 @@
 """Stage `tokenize`: encode ``docs/*.parquet`` into llm.c token shards, one shard set per source.
 
 Every document becomes ``[bos] + encode(text)``; documents go to train or val by a seeded hash
-of their id (stable whatever the file order or worker count). A first, cheap pass over the
-``id`` and ``source`` columns fixes the split (and makes sure a source with >= 2 documents has
+of their URL, else their id (corpus.doc_key; stable whatever the file order, worker count or
+crawl). A first, cheap pass over the ``id``, ``url`` and ``source`` columns fixes the split (and makes sure a source with >= 2 documents has
 one val document). Then the main process reads the files once, cuts them into tasks of about
 TASK_BYTES of text, sends tasks to ``workers - 1`` worker processes (Arrow IPC over a pipe),
 encodes a task itself whenever no answer is waiting, and writes the token arrays, in input
@@ -23,7 +23,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.rundir import write_json_atomic
-from lmforge.tokenizer.corpus import doc_files, doc_hash, iter_batches
+from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, doc_key, iter_batches
 from lmforge.tokenizer.shards import StreamingShard, dtype_for_vocab
 
 MANIFEST = "manifest.json"
@@ -31,13 +31,13 @@ MANIFEST = "manifest.json"
 
 # -- the split -------------------------------------------------------------------------------
 def plan_split(files: list[Path], seed: int, val_fraction: float) -> tuple[dict[str, int], set[str]]:
-    """Count documents per source and pick the ids forced into val: one per source with >= 2
-    documents whose hash put none there (its smallest hash), and at least one overall."""
+    """Count documents per source and pick the keys (corpus.doc_key) forced into val: one per
+    source with >= 2 documents whose hash put none there (its smallest hash), and at least one overall."""
     counts: dict[str, int] = collections.Counter()
     has_val: set[str] = set()
     smallest: dict[str, tuple[float, str]] = {}
-    for batch in iter_batches(files, ["id", "source"], batch_size=65536):
-        for doc_id, source in zip(batch["id"], batch["source"]):
+    for batch in iter_batches(files, ["id", "url", "source"], batch_size=65536):
+        for doc_id, source in zip(batch_keys(batch), batch["source"]):
             h = doc_hash(seed, doc_id)
             counts[source] += 1
             if h < val_fraction:
@@ -52,19 +52,20 @@ def plan_split(files: list[Path], seed: int, val_fraction: float) -> tuple[dict[
     return dict(counts), forced
 
 
-def is_val(doc_id: str, seed: int, val_fraction: float, forced: set[str]) -> bool:
-    return doc_hash(seed, doc_id) < val_fraction or doc_id in forced
+def is_val(key: str, seed: int, val_fraction: float, forced: set[str]) -> bool:
+    """Whether the document of this key (corpus.doc_key) is in the validation split."""
+    return doc_hash(seed, key) < val_fraction or key in forced
 
 
 # -- tasks: read once, here --------------------------------------------------------------------
 TASK_BYTES = 128 * 1024  # text per task, ~8 ms of encoding: the last one leaves the other processes idle briefly
 READ_ROWS = 128  # documents per Parquet read: the first task goes out after one read (a row group's decoding)
 IN_FLIGHT = 2  # tasks per worker sent and not yet answered: one running, one ready (a short tail)
-COLUMNS = ["id", "source", "text"]
+COLUMNS = ["id", "url", "source", "text"]
 
 
 def _tasks(files: list[Path], fine_tail: int = 0) -> Iterator:
-    """Arrow record batches (id, source, text; strings, defaults filled in) of about TASK_BYTES
+    """Arrow record batches (id, url, source, text; strings, defaults filled in) of about TASK_BYTES
     of text, in input order. Each file is read and decoded once, by this process: the workers
     are sent their batches (Arrow IPC, a copy of the text) and never open a file, so two
     workers do not decode the same Parquet pages twice. The last ``fine_tail`` bytes of text
@@ -87,8 +88,8 @@ def _tasks(files: list[Path], fine_tail: int = 0) -> Iterator:
 
 
 def _complete(batch, file_name: str, offset: int):
-    """The batch as (id, source, text) strings, with corpus.iter_batches's defaults: a missing
-    id is ``file:row``, a missing source ``default``, a missing text empty."""
+    """The batch as (id, url, source, text) strings, with corpus.iter_batches's defaults: a
+    missing id is ``file:row``, a missing url or text empty, a missing source ``default``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -99,9 +100,10 @@ def _complete(batch, file_name: str, offset: int):
     if ids.null_count or ids.type != pa.string():
         ids = pa.array([f"{file_name}:{offset + i}" if v is None else str(v) for i, v in enumerate(ids.to_pylist())],
                        pa.string())
+    url = pc.fill_null(column("url").cast(pa.string()), "")
     source = pc.fill_null(column("source").cast(pa.string()), "default")
     text = pc.fill_null(column("text").cast(pa.string()), "")
-    return pa.record_batch([ids, source, text], names=COLUMNS)
+    return pa.record_batch([ids, url, source, text], names=COLUMNS)
 
 
 def _cut(batch, fine_tail: int = 0) -> Iterator:
@@ -109,7 +111,7 @@ def _cut(batch, fine_tail: int = 0) -> Iterator:
     quarter of that in its last ``fine_tail`` bytes."""
     import pyarrow.compute as pc
 
-    ends = np.cumsum(pc.binary_length(batch.column(2)).to_numpy(zero_copy_only=False))
+    ends = np.cumsum(pc.binary_length(batch.column("text")).to_numpy(zero_copy_only=False))
     start, rows = 0, batch.num_rows
     while start < rows:
         before = ends[start - 1] if start else 0
@@ -152,11 +154,11 @@ def _encode_batch(batch) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
 
     w = _WORKER
     encode, bos = w["tok"].encoding.encode_to_numpy, w["bos"]
-    ids, sources, texts = (batch.column(i).to_pylist() for i in range(3))
-    sizes = pc.binary_length(batch.column(2)).to_pylist()
+    ids, urls, sources, texts = (batch.column(name).to_pylist() for name in COLUMNS)
+    sizes = pc.binary_length(batch.column("text")).to_pylist()
     parts: dict[tuple[str, str], list] = collections.defaultdict(lambda: [[], 0, 0])
-    for doc_id, source, text, size in zip(ids, sources, texts, sizes):
-        split = "val" if is_val(doc_id, w["seed"], w["val_fraction"], w["forced"]) else "train"
+    for doc_id, url, source, text, size in zip(ids, urls, sources, texts, sizes):
+        split = "val" if is_val(doc_key(doc_id, url), w["seed"], w["val_fraction"], w["forced"]) else "train"
         part = parts[(source, split)]
         # disallowed_special=(): special-token text in a document is ordinary text (encode_ordinary)
         part[0] += (bos, encode(text, disallowed_special=()))

@@ -18,7 +18,7 @@ from typing import Iterable, Iterator
 from lmforge.errors import LmforgeError
 from lmforge.tokenizer.bpe import Tokenizer, resolve_pattern
 from lmforge.tokenizer.config import TokenizerConfig
-from lmforge.tokenizer.corpus import doc_files, doc_hash, iter_batches
+from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, iter_batches
 
 
 class CorpusFingerprint:
@@ -73,16 +73,17 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int, pattern: str = "gpt4"
 def sampled_texts(files: list[Path], max_bytes: int, seed: int) -> Iterator[str]:
     """All texts, or (``max_bytes`` > 0) a seeded sample of whole documents up to that many bytes.
 
-    The sample takes documents in the order of a seeded hash of their ids, so it is the same for
-    any file order; a first pass reads only ids and byte lengths.
+    The sample takes documents in the order of a seeded hash of their keys (URL, else id:
+    corpus.doc_key), so it is the same for any file order or crawl; a first pass reads only the
+    keys and byte lengths.
     """
     if max_bytes <= 0:
         for batch in iter_batches(files, ["text"]):
             yield from (t for t in batch["text"] if t)
         return
     chosen = _choose_sample(files, max_bytes, seed)
-    for batch in iter_batches(files, ["id", "text"]):
-        yield from (t for i, t in zip(batch["id"], batch["text"]) if t and i in chosen)
+    for batch in iter_batches(files, ["id", "url", "text"]):
+        yield from (t for k, t in zip(batch_keys(batch), batch["text"]) if t and k in chosen)
 
 
 def _choose_sample(files: list[Path], max_bytes: int, seed: int) -> set[str]:
@@ -98,12 +99,12 @@ def _choose_sample(files: list[Path], max_bytes: int, seed: int) -> set[str]:
 
 
 def _doc_lengths(files: list[Path]) -> Iterator[tuple[str, int]]:
-    """(id, UTF-8 byte length) of every document, computed in Arrow without making Python strings."""
+    """(key, UTF-8 byte length) of every document, computed in Arrow without making Python strings."""
     import pyarrow.compute as pc
 
-    for batch in iter_batches(files, ["id", "text"], batch_size=8192, arrow_columns=("text",)):
+    for batch in iter_batches(files, ["id", "url", "text"], batch_size=8192, arrow_columns=("text",)):
         lengths = pc.fill_null(pc.binary_length(batch["text"]), 0).to_pylist()
-        yield from zip(batch["id"], lengths)
+        yield from zip(batch_keys(batch), lengths)
 
 
 def run_stage(cfg, rd) -> dict:

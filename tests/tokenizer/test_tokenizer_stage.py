@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -176,3 +177,28 @@ def test_missing_and_null_columns_get_defaults(tmp_path):
     stats = tokenize.tokenize_docs([path], tmp_path / "tk", tmp_path / "tokens", 1, 0.0, 100)
     assert stats["sources"]["a"]["train"]["documents"] + stats["sources"]["a"].get("val", {}).get("documents", 0) == 2
     assert stats["sources"]["default"]["train"]["documents"] == 1 and stats["documents"] == 3
+
+
+def test_the_split_follows_the_url_so_a_recrawl_keeps_it(trained_run, tok, tmp_path):
+    """A re-crawl gives every page a new record id and another order: each page stays on its side."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, rd = trained_run
+    texts = make_texts(40, seed=5)
+    urls = [f"https://example.com/page{i}" for i in range(40)]
+    val_texts = []
+    for name, order in (("first", range(40)), ("recrawl", reversed(range(40)))):
+        order = list(order)
+        path = tmp_path / name / "docs.parquet"
+        path.parent.mkdir()
+        pq.write_table(pa.table({"id": [f"{name}-{i}" for i in order], "url": [urls[i] for i in order],
+                                 "source": ["web"] * 40, "text": [texts[i] for i in order]}), path)
+        out = tmp_path / name / "tokens"
+        tokenize.tokenize_docs([path], rd.tokenizer, out, 7, 0.25, 10**6, workers=2)
+        manifest = json.loads((out / "manifest.json").read_text())
+        val = [tok.decode(ids) for ids in read_docs(SimpleNamespace(tokens=out), "web", "val", manifest, tok.bos_id)]
+        val_texts.append(sorted(val))
+    assert val_texts[0] == val_texts[1] and 3 <= len(val_texts[0]) <= 20
+    # without a url the id decides, as before
+    assert tokenize.is_val(tokenize.doc_key("doc-1", ""), 7, 0.25, set()) == tokenize.is_val("doc-1", 7, 0.25, set())

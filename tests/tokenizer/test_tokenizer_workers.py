@@ -85,7 +85,7 @@ def test_tasks_are_cut_by_text_size_and_finer_at_the_end(monkeypatch):
     import pyarrow as pa
 
     monkeypatch.setattr(tokenize, "TASK_BYTES", 400)
-    batch = pa.record_batch([pa.array([str(i) for i in range(20)]), pa.array(["web"] * 20),
+    batch = pa.record_batch([pa.array([str(i) for i in range(20)]), pa.array([""] * 20), pa.array(["web"] * 20),
                              pa.array(["x" * 100] * 20)], names=tokenize.COLUMNS)
     assert [t.num_rows for t in tokenize._cut(batch)] == [4] * 5
     # the last 800 bytes in tasks of a quarter the size: the processes end close together
