@@ -57,6 +57,11 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+DEMO_PORT = 8613
+"""Where a run's demo site is served when the port is free: the page URLs, which key the
+train/val split, are then the same in every run of the demo."""
+
+
 class DemoServer(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
@@ -65,15 +70,15 @@ class DemoServer(http.server.ThreadingHTTPServer):
 def serve_demo(root: str | Path | None = None, port: int = 0, state_dir: Path | None = None) -> Iterator[str]:
     """Serve ``root`` (python3-doc by default) on 127.0.0.1; yield its base URL ``http://127.0.0.1:PORT``.
 
-    With ``state_dir``, the port is remembered there and reused, so a resumed crawl finds its
-    queued URLs at the same address.
+    With ``state_dir`` (a run's crawl), the port is DEMO_PORT when free, and is remembered there
+    and reused, so a resumed crawl finds its queued URLs at the same address.
     """
     root = Path(root) if root else find_demo_root()
     if not root.is_dir():
         raise LmforgeError(f"demo_root {root}: no such folder")
     port_file = state_dir / "demo_port" if state_dir else None
-    if port == 0 and port_file is not None and port_file.exists():
-        port = int(port_file.read_text() or 0)
+    if port == 0 and port_file is not None:
+        port = int(port_file.read_text() or 0) if port_file.exists() else DEMO_PORT
     server = _bind(root, port)
     if port_file is not None:
         port_file.parent.mkdir(parents=True, exist_ok=True)
@@ -92,4 +97,4 @@ def _bind(root: Path, port: int) -> DemoServer:
     try:
         return DemoServer(("127.0.0.1", port), handler)
     except OSError:
-        return DemoServer(("127.0.0.1", 0), handler)  # the remembered port is taken: any free one
+        return DemoServer(("127.0.0.1", 0), handler)  # the port is taken: any free one

@@ -146,6 +146,24 @@ def test_demo_site_serves_pages_and_its_robots(tmp_path):
     assert (tmp_path / "state" / "demo_port").read_text() == base.rsplit(":", 1)[1]
 
 
+def test_a_runs_demo_site_takes_the_fixed_port_when_free(tmp_path):
+    """The same URLs in every run of the demo (they key the split), another port when it is taken."""
+    import socket
+
+    from lmforge.collect.demo_site import DEMO_PORT, serve_demo
+
+    (tmp_path / "index.html").write_text("<html></html>")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", DEMO_PORT))
+        except OSError:
+            pytest.skip(f"port {DEMO_PORT} is in use here")
+    with serve_demo(tmp_path, state_dir=tmp_path / "one") as base:
+        assert base == f"http://127.0.0.1:{DEMO_PORT}"
+        with serve_demo(tmp_path, state_dir=tmp_path / "two") as other:  # taken now: any free port
+            assert other != base and other.startswith("http://127.0.0.1:")
+
+
 @pytest.mark.skipif(not list(Path("/usr/share/doc").glob("python3*/html/index.html")), reason="python3-doc missing")
 def test_stage_crawls_the_demo_site(tmp_path):
     from lmforge.collect.crawl import run_stage
