@@ -158,9 +158,26 @@ def _warc_record(rec, block: bytes, path: Path, skipped: Counter) -> RawRecord |
         skipped["bad_http_headers"] += 1
         return None
     status, http_headers, body = parsed
+    if _payload_cut_short(block, status, http_headers, headers):
+        skipped["short_payload"] += 1
+        return None
     ctype, charset = _parse_content_type(http_headers.get("content-type", ""))
     charset = charset or headers.get("WARC-Identified-Content-Charset", "") or None
     return RawRecord(body=body, content_type=ctype, charset=charset, extra={"status": status}, **meta)
+
+
+def _payload_cut_short(block: bytes, status: int, http_headers: dict, warc_headers) -> bool:
+    """Whether the payload is shorter than its HTTP Content-Length with no WARC-Truncated header
+    to say why: a WARC Content-Length that is too small (or a capture cut off) took its tail,
+    and the next record is found again after it. Not checked for chunked answers (no length)."""
+    length = http_headers.get("content-length", "")
+    if (not length.isdigit() or status in (204, 304) or warc_headers.get("WARC-Truncated")
+            or "chunked" in http_headers.get("transfer-encoding", "").lower()):
+        return False
+    end, sep = block.find(b"\r\n\r\n"), 4
+    if end < 0:
+        end, sep = block.find(b"\n\n"), 2
+    return len(block) - end - sep < int(length)
 
 
 def parse_http_response(block: bytes) -> tuple[int, dict, bytes] | None:

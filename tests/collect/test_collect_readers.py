@@ -105,19 +105,24 @@ def test_truncated_file_yields_everything_before_the_damage(tmp_path, layout):
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_wrong_content_length_never_crashes(tmp_path, gz):
-    def three(delta):
-        block = http(b"<p>second</p>")
+    def three(delta, truncated=""):
+        block = http(b"<p>second</p>", extra="Content-Length: 13\r\n")
         records = [warc_record("response", "http://a.test/first", http(b"<p>first</p>")),
-                   warc_record("response", "http://a.test/second", block, length=len(block) + delta),
+                   warc_record("response", "http://a.test/second", block, extra=truncated, length=len(block) + delta),
                    warc_record("response", "http://a.test/third", http(b"<p>third</p>"))]
         path = tmp_path / f"lying{delta}.warc{'.gz' if gz else ''}"
         path.write_bytes(b"".join(gzip.compress(r) for r in records) if gz else b"".join(records))
         skipped = Counter()
         return {r.url.rsplit("/", 1)[1]: r.body for r in iter_records(path, skipped=skipped)}, skipped
 
-    # Too short: the reader finds the next record again; only the lying record loses its tail.
+    # Too short: the reader finds the next record again; the lying record, shorter than its own
+    # HTTP Content-Length, is counted and left out.
     bodies, skipped = three(-10)
-    assert list(bodies) == ["first", "second", "third"] and bodies["third"] == b"<p>third</p>" and not skipped
+    assert list(bodies) == ["first", "third"] and bodies["third"] == b"<p>third</p>"
+    assert skipped == Counter(short_payload=1)
+    # A record that says it was truncated (Common Crawl cuts pages at 1 MiB) is kept as it is.
+    bodies, skipped = three(-10, truncated="WARC-Truncated: length\r\n")
+    assert list(bodies) == ["first", "second", "third"] and bodies["second"] == b"<p>" and not skipped
     # Too long: the record runs into the end of the file, which counts as truncated.
     bodies, skipped = three(+500)
     assert list(bodies) == ["first"] and skipped["truncated"] == 1
