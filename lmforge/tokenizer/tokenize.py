@@ -341,9 +341,8 @@ def _encoded(files: list[Path], pool: "_Workers", total_docs: int) -> Iterator[d
 class _Workers:
     """``n`` worker processes, each with one pipe to this one, stopped and reaped on exit.
 
-    This process reads the files, keeps each worker IN_FLIGHT tasks ahead, writes the results,
-    and encodes a task itself whenever no answer is waiting (:class:`_Dispatch`): with 2 workers
-    on 2 cores there is no third process asking for a core. No helper threads
+    Forked after the tokenizer is loaded, they inherit it (spawned where there is no fork, they
+    load it themselves); :meth:`configure` sends the split settings. No helper threads
     (multiprocessing.Pool's three threads cost the main process about 1 ms of CPU per task).
     """
 
@@ -392,7 +391,9 @@ class _Workers:
 
 
 class _Dispatch:
-    """Task numbers, loads and answers of one pool run (see :func:`_pool`)."""
+    """One pool run: this process reads the tasks, keeps each worker IN_FLIGHT tasks ahead,
+    yields the results in task order, and encodes a task itself whenever no answer is waiting,
+    so that with 2 workers on 2 cores there is no third process asking for a core."""
 
     def __init__(self, tasks: Iterator, conns: list, procs: list):
         self.tasks, self.conns, self.procs = tasks, conns, procs
