@@ -188,15 +188,21 @@ def _import_ray():
 
 
 def _run_ray(shards, c, bar) -> list[ShardResult]:
+    """The shards as Ray tasks: on the cluster named by RAY_ADDRESS (or one already joined), else
+    on a Ray started here with ``workers`` CPUs and stopped at the end."""
     ray = _import_ray()
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, log_to_driver=False)
-    task = ray.remote(process_shard)
-    refs = [task.remote(s, c) for s in shards]
-    results = []
-    for ref in refs:
-        results.append(_tick(bar, ray.get(ref)))
-    return results
+    started = not ray.is_initialized()
+    if started and os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=False)
+    elif started:
+        ray.init(num_cpus=c.workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(process_shard)
+        refs = [task.remote(s, c) for s in shards]
+        return [_tick(bar, ray.get(ref)) for ref in refs]
+    finally:
+        if started:
+            ray.shutdown()
 
 
 # ---------------------------------------------------------------- one shard

@@ -146,14 +146,37 @@ def test_no_inputs_names_the_fix(tmp_path):
                   RunDir(tmp_path / "run"))
 
 
-def test_ray_executor_without_ray_says_how_to_install(tmp_path):
-    try:
-        import ray  # noqa: F401
-        pytest.skip("ray is installed")
-    except ImportError:
-        pass
+def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
     with pytest.raises(LmforgeError, match=r"pip install 'lmforge\[ray\]'"):
         run_clean(tmp_path, executor="ray")
+    assert not (tmp_path / "run").exists()  # refused before emptying anything
+
+
+def test_ray_executor_gives_the_same_docs_and_stats_as_one_process(tmp_path, monkeypatch):
+    """Ray tasks (a local Ray with 2 CPUs, started and stopped by the stage) run the same shards."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    local, rd1 = run_clean(tmp_path, workers=1, name="local")
+    on_ray, rd2 = run_clean(tmp_path, workers=2, name="ray", executor="ray")
+    assert not ray.is_initialized()
+    assert [(d["url"], d["text"]) for d in read(rd2.docs)] == [(d["url"], d["text"]) for d in read(rd1.docs)]
+    assert sorted((r["url"], r["reason"]) for r in read(rd2.rejects)) == sorted(
+        (r["url"], r["reason"]) for r in read(rd1.rejects))
+    assert on_ray["executor"] == "ray" and on_ray["shards"] > 1
+
+    def counts(stats):  # every step's in/out and drops, without its seconds
+        return {step: {k: v for k, v in c.items() if k != "seconds"} for step, c in stats["steps"].items()}
+    assert counts(on_ray) == counts(local)
 
 
 def test_cli_cleans_jsonl_with_all_languages(tmp_path, capsys):
