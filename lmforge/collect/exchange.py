@@ -58,16 +58,56 @@ class Skip(Exception):
     """A page not recorded, for a counted reason (too_large, non_html)."""
 
 
+HEADERS = {"Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1", "Accept-Encoding": "gzip, deflate"}
+
+
 def fetch_exchange(url: str, options: FetchOptions, last_attempt: bool, follow: bool) -> Exchange:
     """GET ``url`` once (no redirect followed, no retry) and pack what is to be recorded.
 
     ``follow``: extract the links of a 2xx HTML page. A 429 or 5xx is packed only on the
     ``last_attempt``; before that the crawl waits and asks again.
     """
+    from urllib.parse import urlsplit
+
+    from lmforge.collect.frontier import parse_retry_after
+
+    headers = {"User-Agent": options.user_agent, **HEADERS}
+    got = _get(url, headers, options)
+    if isinstance(got, Exchange):  # skipped, or a network error
+        return got
+    status, protocol, status_line, response_headers, header, body = got
+    if status in RETRY_STATUSES and not last_attempt:
+        return Exchange("retry", status, retry_after=parse_retry_after(header.get("retry-after", "")))
+    parts = urlsplit(url)
+    request = ("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
+               [("Host", parts.netloc), *headers.items()])
+    location = header.get("location", "").strip() if 300 <= status < 400 else ""
+    links, members = pack_page(url, request, (protocol, status_line, response_headers, body), not location,
+                               follow and 200 <= status < 300 and not location, options.sort_query,
+                               options.max_page_bytes * 4, options.gzip_level)
+    return Exchange("record", status, location=location, body_bytes=len(body), links=links[:MAX_LINKS],
+                    members=members)
+
+
+def _get(url: str, headers: dict, options: FetchOptions) -> tuple | Exchange:
+    """(status, protocol, status line, headers, lower-cased first headers, body) of the answer,
+    or an Exchange saying why there is none: a skip, or a network error (only the request and
+    the reading are guarded: an error while packing is a bug to report, not a retry)."""
     from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
 
+    from lmforge.collect.fetcher import finish
+
     try:
-        return _exchange(url, options, last_attempt, follow)
+        resp = client(options).get(url, headers)
+        complete = False
+        try:
+            status = resp.status
+            got = [(k, v) for k, v in resp.headers.items() if k.lower() != "transfer-encoding"]
+            header = {k.lower(): v for k, v in reversed(got)}  # the first of a repeated header wins
+            body, sniff = _check_and_read(resp, status, header, options.max_page_bytes)
+            complete = True  # read to the end: the connection goes back to the pool
+        finally:
+            finish(resp, complete)
     except Skip as why:
         return Exchange("skip", reason=str(why))
     except NewConnectionError:  # refused or unresolved: urllib3 files it under timeouts
@@ -76,39 +116,10 @@ def fetch_exchange(url: str, options: FetchOptions, last_attempt: bool, follow: 
         return Exchange("error", reason="timeout")
     except (HTTPError, OSError):
         return Exchange("error", reason="connection")
-
-
-def _exchange(url: str, options: FetchOptions, last_attempt: bool, follow: bool) -> Exchange:
-    from urllib.parse import urlsplit
-
-    from lmforge.collect.fetcher import finish
-    from lmforge.collect.frontier import parse_retry_after
-
-    headers = {"User-Agent": options.user_agent, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1",
-               "Accept-Encoding": "gzip, deflate"}
-    resp = client(options).get(url, headers)
-    complete = False
-    try:
-        status = resp.status
-        got = [(k, v) for k, v in resp.headers.items() if k.lower() != "transfer-encoding"]
-        header = {k.lower(): v for k, v in reversed(got)}  # the first of a repeated header wins
-        body, sniff = _check_and_read(resp, status, header, options.max_page_bytes)
-        complete = True  # read to the end: the connection goes back to the pool
-    finally:
-        finish(resp, complete)
-    if status in RETRY_STATUSES and not last_attempt:
-        return Exchange("retry", status, retry_after=parse_retry_after(header.get("retry-after", "")))
     if sniff and not _looks_like_html(body):
-        raise Skip("non_html")
-    parts = urlsplit(url)
-    request = ("GET", parts.path + (f"?{parts.query}" if parts.query else ""),
-               [("Host", parts.netloc), *headers.items()])
-    response = ("HTTP/1.0" if resp.version == 10 else "HTTP/1.1", f"{status} {resp.reason or ''}".strip(), got, body)
-    location = header.get("location", "").strip() if 300 <= status < 400 else ""
-    links, members = pack_page(url, request, response, not location, follow and 200 <= status < 300 and not location,
-                               options.sort_query, options.max_page_bytes * 4, options.gzip_level)
-    return Exchange("record", status, location=location, body_bytes=len(body), links=links[:MAX_LINKS],
-                    members=members)
+        return Exchange("skip", reason="non_html")
+    protocol = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
+    return status, protocol, f"{status} {resp.reason or ''}".strip(), got, header, body
 
 
 def _check_and_read(resp, status: int, header: dict, max_bytes: int) -> tuple[bytes, bool]:
