@@ -284,3 +284,30 @@ def test_robots_txt_redirect_is_followed(tmp_path):
         assert "/private/x.html" not in [path for _, path in server.log]
     finally:
         server.shutdown()
+
+
+def test_an_error_while_packing_is_counted_not_retried(tmp_path, monkeypatch):
+    """Only the request and the reading are network errors worth a retry; a failure after them
+    is a bug in the page's handling: counted once by its type, and the crawl goes on."""
+    from lmforge.collect import exchange
+
+    pages = {"/robots.txt": (404, {}, b""), "/": html('<a href="/bad.html">b</a> <a href="/ok.html">o</a>'),
+             "/bad.html": html("bad"), "/ok.html": html("ok")}
+    server = start(pages)
+    pack = exchange.pack_page
+
+    def failing(url, *args):
+        if url.endswith("/bad.html"):
+            raise OSError("disk trouble while packing")
+        return pack(url, *args)
+
+    monkeypatch.setattr(exchange, "pack_page", failing)  # forked helpers inherit it
+    try:
+        for n in (0, 2):
+            cfg = CollectConfig(per_host_delay=0, helper_processes=n, concurrency=2, per_host_concurrency=2)
+            stats = crawl(cfg, tmp_path / str(n), [server.base + "/"], progress=False)
+            assert stats["fetched"] == 2 and stats["errors"] == {"error_OSError": 1}
+            assert stats["retries"] == 0
+        assert sum(path == "/bad.html" for path in server.done) == 2  # once per crawl
+    finally:
+        server.shutdown()
