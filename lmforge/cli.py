@@ -61,7 +61,7 @@ def _print_summary(rd) -> None:
     """End a run with what a person came for: where the report is and what the model writes."""
     import json
 
-    if rd.samples.exists():
+    if rd.samples.exists() and rd.is_complete("sample"):  # not the samples of a model an upstream rerun replaced
         data = json.loads(rd.samples.read_text(encoding="utf-8"))
         prompts = data.get("prompts", [])
         # each prompt's first continuation, then each one's second...: every prompt shows
@@ -70,7 +70,7 @@ def _print_summary(rd) -> None:
         print(f"\nsampled continuations ({min(3, len(texts))} of {len(texts)}; all in {rd.samples}):")
         for i, (prompt, text) in enumerate(texts[:3], 1):
             print(f"--- {i} ---\n{prompt}{text}")
-    if rd.report.exists():
+    if rd.report.exists() and rd.is_complete("report"):
         print(f"\nreport: {rd.report}")
 
 

@@ -32,6 +32,7 @@ STAGES: dict[str, str] = {
 # or it would resume a finished crawl or training and do nothing.
 RESUMABLE_OUTPUTS: dict[str, Callable[[RunDir], list[Path]]] = {
     "crawl": lambda rd: [rd.crawl],
+    "clean": lambda rd: [rd.clean_parts],
     "train": lambda rd: [rd.checkpoints, rd.metrics],
 }
 

@@ -66,6 +66,11 @@ class RunDir:
         return self.root / "rejects"
 
     @property
+    def clean_parts(self) -> Path:
+        """The clean stage's finished shards while it runs (what a resumed clean starts from)."""
+        return self.root / "clean_parts"
+
+    @property
     def stats(self) -> Path:
         return self.root / "stats"
 

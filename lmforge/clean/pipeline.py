@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -70,7 +71,7 @@ def run_stage(cfg, rd) -> dict:
     workers = c.workers or os.cpu_count() or 1
     shards = plan_shards(files, workers if c.executor == "local" else max(workers, 2))
     t0 = time.perf_counter()
-    results = run_shards(shards, c, workers)
+    results = _shard_results(shards, files, c, workers, rd.clean_parts)
     stats, docs, rejects = CleanStats(), [], []
     for result in results:
         stats.merge(result.stats)
@@ -83,6 +84,7 @@ def run_stage(cfg, rd) -> dict:
     rejects.sort(key=order)
     write_docs(docs, rd.docs)
     write_rejects(rejects, rd.rejects)
+    shutil.rmtree(rd.clean_parts)  # the outputs hold it all now
     out = stats.as_dict()
     out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
                docs_per_second=round(stats.totals["records"] / max(time.perf_counter() - t0, 1e-9), 1))
@@ -145,37 +147,58 @@ def plan_shards(files: list[InputFile], workers: int) -> list[Shard]:
     return [Shard(i * n_slices + s, [f], s, n_slices) for i, f in enumerate(files) for s in range(n_slices)]
 
 
-def run_shards(shards: list[Shard], c: CleanConfig, workers: int) -> list[ShardResult]:
-    """Results in shard order, from this process (1 worker), a process pool, or Ray."""
+def _shard_results(shards: list[Shard], files: list[InputFile], c: CleanConfig, workers: int,
+                   folder: Path) -> list[ShardResult]:
+    """Every shard's result, in shard order: the parts an interrupted run finished are read back
+    (clean/parts.py), the others are made now and saved first."""
+    from dataclasses import asdict
+
+    from lmforge.clean.parts import input_fingerprint, load, open_parts
+
+    settings = {k: v for k, v in asdict(c).items() if k not in ("workers", "executor")}  # neither changes results
+    plan = {"inputs": [[*input_fingerprint(f.path), f.format, f.source, f.text_field] for f in files],
+            "settings": settings, "shards": [[s.index, [f.index for f in s.files], s.slice, s.n_slices] for s in shards]}
+    done = open_parts(folder, plan)
+    if done:
+        print(f"[clean] resuming: {len(done)} of {len(shards)} shards were done")
+    run_shards([s for s in shards if s.index not in done], c, workers, folder)
+    return [load(folder, s.index, ShardResult()) for s in shards]
+
+
+def run_shards(shards: list[Shard], c: CleanConfig, workers: int, folder: Path) -> None:
+    """Process and save (``folder``, clean/parts.py) each shard, in this process (1 worker), a
+    process pool, or Ray."""
     from tqdm import tqdm
 
     bar = tqdm(unit="record", desc="clean", disable=None, leave=False)
     try:
         if c.executor == "ray":
-            return _run_ray(shards, c, bar)
-        if workers <= 1 or len(shards) <= 1:
-            return [process_shard(s, c, progress=bar.update) for s in shards]
-        return _run_pool(shards, c, workers, bar)
+            _run_ray(shards, c, bar, folder)
+        elif workers <= 1 or len(shards) <= 1:
+            for s in shards:
+                save_shard(s, c, folder, progress=bar.update)
+        else:
+            _run_pool(shards, c, workers, bar, folder)
     finally:
         bar.close()
 
 
-def _tick(bar, result: ShardResult) -> ShardResult:
-    bar.update(result.stats.totals["records"])
-    return result
+def save_shard(shard: Shard, c: CleanConfig, folder: Path, progress=None) -> int:
+    """:func:`process_shard`, its result saved as the shard's part; returns its record count."""
+    from lmforge.clean.parts import save
+
+    result = process_shard(shard, c, progress)
+    return save(Path(folder), shard.index, result)
 
 
-def _run_pool(shards, c, workers, bar) -> list[ShardResult]:
+def _run_pool(shards, c, workers, bar, folder) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     # spawn, not fork: the parent may hold threads (tqdm's monitor), which fork does not copy safely.
     with ProcessPoolExecutor(min(workers, len(shards)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(process_shard, s, c): s.index for s in shards}
-        results = {}
-        for future in as_completed(futures):
-            results[futures[future]] = _tick(bar, future.result())
-    return [results[s.index] for s in shards]
+        for future in as_completed([pool.submit(save_shard, s, c, folder) for s in shards]):
+            bar.update(future.result())
 
 
 def _import_ray():
@@ -187,9 +210,10 @@ def _import_ray():
     return ray
 
 
-def _run_ray(shards, c, bar) -> list[ShardResult]:
+def _run_ray(shards, c, bar, folder) -> None:
     """The shards as Ray tasks: on the cluster named by RAY_ADDRESS (or one already joined), else
-    on a Ray started here with ``workers`` CPUs and stopped at the end."""
+    on a Ray started here with ``workers`` CPUs and stopped at the end. The tasks save their
+    parts under ``folder``: on a cluster it must be on storage every node shares."""
     ray = _import_ray()
     started = not ray.is_initialized()
     if started and os.environ.get("RAY_ADDRESS"):
@@ -197,9 +221,9 @@ def _run_ray(shards, c, bar) -> list[ShardResult]:
     elif started:
         ray.init(num_cpus=c.workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
     try:
-        task = ray.remote(process_shard)
-        refs = [task.remote(s, c) for s in shards]
-        return [_tick(bar, ray.get(ref)) for ref in refs]
+        task = ray.remote(save_shard)
+        for ref in [task.remote(s, c, folder) for s in shards]:
+            bar.update(ray.get(ref))
     finally:
         if started:
             ray.shutdown()

@@ -251,3 +251,50 @@ def test_a_crawl_gives_the_same_docs_whatever_its_record_order(tmp_path):
     assert results[0] == results[1]
     urls = [url for url, _ in results[0][0]]
     assert urls == sorted(urls) and len(urls) == 4
+
+
+def _stopped_after_saving_every_shard(tmp_path, monkeypatch, name, **clean):
+    """A clean run stopped after its shards were saved, before its outputs were written."""
+    from lmforge.clean import pipeline
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "write_docs", stop)
+        with pytest.raises(KeyboardInterrupt):
+            run_clean(tmp_path, workers=2, name=name, **clean)
+    return RunDir(tmp_path / name)
+
+
+def test_an_interrupted_clean_resumes_at_the_shards_it_had_not_finished(tmp_path, monkeypatch, capsys):
+    fresh, rd0 = run_clean(tmp_path, workers=2, name="fresh")
+    assert not rd0.clean_parts.exists()  # removed once the outputs are written
+    rd = _stopped_after_saving_every_shard(tmp_path, monkeypatch, "cut")
+    parts = sorted(rd.clean_parts.glob("*.stats.json"))
+    assert len(parts) == fresh["shards"] > 2
+    for part in parts[2:]:
+        part.unlink()  # as if the run had been killed after its first two shards
+    capsys.readouterr()
+    again, rd = run_clean(tmp_path, workers=2, name="cut")
+    assert f"[clean] resuming: 2 of {fresh['shards']} shards were done" in capsys.readouterr().out
+    assert read(rd.docs) == read(rd0.docs) and read(rd.rejects) == read(rd0.rejects)
+    assert _same_counts(again, fresh)
+    assert not rd.clean_parts.exists()
+
+
+def _same_counts(a, b):
+    def counts(stats):
+        return {step: {k: v for k, v in c.items() if k != "seconds"} for step, c in stats["steps"].items()}
+    return counts(a) == counts(b) and a["docs"] == b["docs"]
+
+
+def test_parts_made_with_other_settings_are_not_mixed_in(tmp_path, monkeypatch, capsys):
+    rd = _stopped_after_saving_every_shard(tmp_path, monkeypatch, "cut")
+    assert list(rd.clean_parts.glob("*.stats.json"))
+    capsys.readouterr()
+    changed, rd = run_clean(tmp_path, workers=2, name="cut", languages=["en"])
+    assert "resuming" not in capsys.readouterr().out
+    expected, rd_en = run_clean(tmp_path, workers=2, name="en", languages=["en"])
+    assert read(rd.docs) == read(rd_en.docs) and _same_counts(changed, expected)
+    assert changed["steps"]["language"]["dropped_wrong_language"] > 1

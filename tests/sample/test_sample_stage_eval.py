@@ -34,8 +34,11 @@ def test_run_summary_shows_every_prompt_first(trained_run, capsys):
     from lmforge.cli import _print_summary
 
     rd, _ = trained_run
-    run_stage(run_config(rd.root), rd, log=lambda *_: None)
+    stats = run_stage(run_config(rd.root), rd, log=lambda *_: None)
     data = json.loads(rd.samples.read_text())
+    _print_summary(rd)
+    assert "sampled" not in capsys.readouterr().out  # not marked complete: maybe an older model's
+    rd.mark_complete("sample", stats)
     _print_summary(rd)
     out = capsys.readouterr().out
     assert f"sampled continuations (3 of 4; all in {rd.samples}):" in out
