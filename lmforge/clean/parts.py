@@ -48,14 +48,9 @@ def save(folder: Path, index: int, result) -> int:
     return result.stats.totals["records"]
 
 
-def load(folder: Path, index: int, result):
-    """Fill the empty ShardResult ``result`` with shard ``index``'s part."""
-    import pyarrow.parquet as pq
-
-    result.docs = [_doc(row) for row in pq.read_table(folder / f"{index:05d}.docs.parquet").to_pylist()]
-    result.rejects = [_reject(row) for row in pq.read_table(folder / f"{index:05d}.rejects.parquet").to_pylist()]
-    result.stats = _stats(json.loads((folder / f"{index:05d}.stats.json").read_text(encoding="utf-8")))
-    return result
+def load_stats(folder: Path, index: int) -> CleanStats:
+    """Shard ``index``'s counts (its rows are read by clean/outputs.py)."""
+    return _stats(json.loads((folder / f"{index:05d}.stats.json").read_text(encoding="utf-8")))
 
 
 def input_fingerprint(path: str) -> list:
@@ -97,24 +92,9 @@ def _doc_row(d: Document) -> dict:
             "sha1": d.meta.get("sha1"), "minhash": None if minhash is None else np.asarray(minhash, np.uint64).tobytes()}
 
 
-def _doc(row: dict) -> Document:
-    meta = {}
-    if row["sha1"] is not None:
-        meta["sha1"] = row["sha1"]
-    if row["minhash"] is not None:
-        meta["minhash"] = np.frombuffer(row["minhash"], dtype=np.uint64)
-    return Document(row["id"], row["url"], row["source"], row["text"], row["date"], row["language"],
-                    row["language_score"], (row["order_file"], row["order_record"]), meta)
-
-
 def _reject_row(r: Reject) -> dict:
     return {"id": r.id, "url": r.url, "source": r.source, "step": r.step, "reason": r.reason, "detail": r.detail,
             "text": r.text, "order_file": r.order[0], "order_record": r.order[1]}
-
-
-def _reject(row: dict) -> Reject:
-    return Reject(row["id"], row["url"], row["source"], row["step"], row["reason"], row["detail"], row["text"],
-                  (row["order_file"], row["order_record"]))
 
 
 def _stats_dict(stats: CleanStats) -> dict:

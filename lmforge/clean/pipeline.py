@@ -71,19 +71,12 @@ def run_stage(cfg, rd) -> dict:
     workers = c.workers or os.cpu_count() or 1
     shards = plan_shards(files, workers if c.executor == "local" else max(workers, 2))
     t0 = time.perf_counter()
-    results = _shard_results(shards, files, c, workers, rd.clean_parts)
-    stats, docs, rejects = CleanStats(), [], []
-    for result in results:
-        stats.merge(result.stats)
-        docs += result.docs
-        rejects += result.rejects
-    order = _output_order(c)
-    docs.sort(key=order)
-    docs = deduplicate(docs, c, stats, rejects)
-    _count_outputs(docs, stats)
-    rejects.sort(key=order)
-    write_docs(docs, rd.docs)
-    write_rejects(rejects, rd.rejects)
+    stats = CleanStats()
+    for part in _shard_stats(shards, files, c, workers, rd.clean_parts):
+        stats.merge(part)
+    from lmforge.clean.outputs import write_outputs
+
+    write_outputs(rd.clean_parts, [s.index for s in shards], c, stats, _by_url(c), rd.docs, rd.rejects)
     shutil.rmtree(rd.clean_parts)  # the outputs hold it all now
     out = stats.as_dict()
     out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
@@ -92,13 +85,11 @@ def run_stage(cfg, rd) -> dict:
     return out
 
 
-def _output_order(c: CleanConfig):
-    """Documents (and rejects) in input order; those of this run's own crawl by URL, since the
-    crawl's record order is an accident of its threads: two crawls of one site then give the
+def _by_url(c: CleanConfig) -> bool:
+    """Documents (and rejects) go out in input order; those of this run's own crawl by URL, since
+    the crawl's record order is an accident of its threads: two crawls of one site then give the
     same docs files, byte for byte, and dedup keeps the same one of each group."""
-    if c.inputs:
-        return lambda d: d.order
-    return lambda d: (d.url, d.order)
+    return not c.inputs
 
 
 def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:
@@ -147,13 +138,13 @@ def plan_shards(files: list[InputFile], workers: int) -> list[Shard]:
     return [Shard(i * n_slices + s, [f], s, n_slices) for i, f in enumerate(files) for s in range(n_slices)]
 
 
-def _shard_results(shards: list[Shard], files: list[InputFile], c: CleanConfig, workers: int,
-                   folder: Path) -> list[ShardResult]:
-    """Every shard's result, in shard order: the parts an interrupted run finished are read back
-    (clean/parts.py), the others are made now and saved first."""
+def _shard_stats(shards: list[Shard], files: list[InputFile], c: CleanConfig, workers: int,
+                 folder: Path) -> list[CleanStats]:
+    """Every shard's counts, in shard order, once its part is saved under ``folder``: the parts
+    an interrupted run finished are kept (clean/parts.py), the others are made now."""
     from dataclasses import asdict
 
-    from lmforge.clean.parts import input_fingerprint, load, open_parts
+    from lmforge.clean.parts import input_fingerprint, load_stats, open_parts
 
     settings = {k: v for k, v in asdict(c).items() if k not in ("workers", "executor")}  # neither changes results
     plan = {"inputs": [[*input_fingerprint(f.path), f.format, f.source, f.text_field] for f in files],
@@ -162,7 +153,7 @@ def _shard_results(shards: list[Shard], files: list[InputFile], c: CleanConfig, 
     if done:
         print(f"[clean] resuming: {len(done)} of {len(shards)} shards were done")
     run_shards([s for s in shards if s.index not in done], c, workers, folder)
-    return [load(folder, s.index, ShardResult()) for s in shards]
+    return [load_stats(folder, s.index) for s in shards]
 
 
 def run_shards(shards: list[Shard], c: CleanConfig, workers: int, folder: Path) -> None:
@@ -184,10 +175,15 @@ def run_shards(shards: list[Shard], c: CleanConfig, workers: int, folder: Path) 
 
 
 def save_shard(shard: Shard, c: CleanConfig, folder: Path, progress=None) -> int:
-    """:func:`process_shard`, its result saved as the shard's part; returns its record count."""
+    """:func:`process_shard`, its result saved as the shard's part, its documents and rejects in
+    the output order (the stage merges the parts); returns its record count."""
+    from lmforge.clean.outputs import order_key
     from lmforge.clean.parts import save
 
     result = process_shard(shard, c, progress)
+    key = order_key(_by_url(c))
+    result.docs.sort(key=lambda d: key(d.url, d.order))
+    result.rejects.sort(key=lambda r: key(r.url, r.order))
     return save(Path(folder), shard.index, result)
 
 
@@ -378,50 +374,6 @@ def deduplicate(docs: list[Document], c: CleanConfig, stats: CleanStats, rejects
     for step in steps:
         docs = [d for d in docs if apply_filter(step, d, stats, rejects)]
     return docs
-
-
-def _count_outputs(docs: list[Document], stats: CleanStats) -> None:
-    for doc in docs:
-        size = len(doc.text.encode("utf-8"))
-        stats.totals.update(docs=1, bytes_out=size)
-        stats.sources[doc.source].update(docs=1, bytes_out=size)
-    stats.totals.setdefault("docs", 0)
-    stats.totals.setdefault("bytes_out", 0)
-
-
-DOC_COLUMNS = ("id", "url", "source", "text", "language", "language_score", "n_words", "date")
-REJECT_COLUMNS = ("id", "url", "source", "step", "reason", "detail", "text")
-
-
-def write_docs(docs: list[Document], folder: Path) -> list[Path]:
-    """``docs/part-NNNNN.parquet`` (one file even when empty, so the schema is always there)."""
-    import pyarrow as pa
-
-    schema = pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.string()), ("text", pa.string()),
-                        ("language", pa.string()), ("language_score", pa.float64()), ("n_words", pa.int64()),
-                        ("date", pa.string())])
-    rows = [{"id": d.id, "url": d.url, "source": d.source, "text": d.text, "language": d.language,
-             "language_score": d.language_score, "n_words": d.n_words, "date": d.date} for d in docs]
-    return _write_parquet(rows, schema, Path(folder))
-
-
-def write_rejects(rejects: list[Reject], folder: Path) -> list[Path]:
-    import pyarrow as pa
-
-    schema = pa.schema([(name, pa.string()) for name in REJECT_COLUMNS])
-    rows = [{name: getattr(r, name) for name in REJECT_COLUMNS} for r in rejects]
-    return _write_parquet(rows, schema, Path(folder))
-
-
-def _write_parquet(rows: list[dict], schema, folder: Path) -> list[Path]:
-    import pyarrow as pa
-
-    paths = []
-    for n, start in enumerate(range(0, max(len(rows), 1), DOCS_PER_FILE)):
-        path = folder / f"part-{n:05d}.parquet"
-        write_table(pa.Table.from_pylist(rows[start:start + DOCS_PER_FILE], schema=schema), path)
-        paths.append(path)
-    return paths
 
 
 def write_table(table, path: Path) -> None:

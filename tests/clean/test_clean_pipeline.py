@@ -255,13 +255,13 @@ def test_a_crawl_gives_the_same_docs_whatever_its_record_order(tmp_path):
 
 def _stopped_after_saving_every_shard(tmp_path, monkeypatch, name, **clean):
     """A clean run stopped after its shards were saved, before its outputs were written."""
-    from lmforge.clean import pipeline
+    from lmforge.clean import outputs
 
     def stop(*args, **kwargs):
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline, "write_docs", stop)
+        patch.setattr(outputs, "write_outputs", stop)
         with pytest.raises(KeyboardInterrupt):
             run_clean(tmp_path, workers=2, name=name, **clean)
     return RunDir(tmp_path / name)
@@ -298,3 +298,19 @@ def test_parts_made_with_other_settings_are_not_mixed_in(tmp_path, monkeypatch, 
     expected, rd_en = run_clean(tmp_path, workers=2, name="en", languages=["en"])
     assert read(rd.docs) == read(rd_en.docs) and _same_counts(changed, expected)
     assert changed["steps"]["language"]["dropped_wrong_language"] > 1
+
+
+def test_outputs_are_merged_from_the_parts_in_order_across_files(tmp_path, monkeypatch):
+    """docs/ and rejects/ are written by a merge over the saved parts, a file per DOCS_PER_FILE
+    rows: the same rows, in the same order, as in one file; a duplicate's reject keeps its text."""
+    from lmforge.clean import outputs
+
+    whole, rd_whole = run_clean(tmp_path, workers=2, name="whole")
+    monkeypatch.setattr(outputs, "DOCS_PER_FILE", 2)
+    split, rd = run_clean(tmp_path, workers=2, name="split")
+    assert len(list(rd.docs.glob("*.parquet"))) == 2 and len(list(rd.rejects.glob("*.parquet"))) == 4
+    assert read(rd.docs) == read(rd_whole.docs) and read(rd.rejects) == read(rd_whole.rejects)
+    assert _same_counts(split, whole) and split["docs"] == 4
+    duplicates = {r["url"]: r for r in read(rd.rejects) if r["step"].endswith("dedup")}
+    assert set(duplicates) == {"https://mirror.example.net/river", "https://copy.example.net/bread"}
+    assert all(len(r["text"]) > 100 for r in duplicates.values())

@@ -1,0 +1,134 @@
+"""The clean stage's global step, from the saved shard parts (parts.py): dedup over the parts'
+signatures, then ``docs/`` and ``rejects/`` written in order by a merge over the parts.
+
+Each part holds its documents and rejects sorted by the output order, so a k-way merge gives the
+global order while holding one batch of rows per part; dedup holds each kept document's id,
+hashes and MinHash signature (about 1 KB), never its text.
+"""
+
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Callable, Iterator
+
+from lmforge.clean.document import Document, Reject
+from lmforge.clean.pipeline import DOCS_PER_FILE, REJECT_TEXT_CHARS, write_table
+from lmforge.clean.stats import CleanStats
+
+READ_ROWS = 256
+
+
+def order_key(by_url: bool) -> Callable[[str, tuple], tuple]:
+    """The output order from (url, (file index, record index)): input order, or URL first."""
+    return (lambda url, order: (url, order)) if by_url else (lambda url, order: order)
+
+
+def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url: bool,
+                  docs_dir: Path, rejects_dir: Path) -> None:
+    """Dedup the parts' documents (counted in ``stats``), then write docs/ and rejects/."""
+    from lmforge.clean.pipeline import deduplicate
+
+    key = order_key(by_url)
+    index = sorted(_signatures(folder, indexes), key=lambda d: key(d.url, d.order))
+    duplicates: list[Reject] = []
+    kept = {d.order for d in deduplicate(index, c, stats, duplicates)}
+    del index
+    texts_of = {r.order: r for r in duplicates}  # their texts are filled in as the merge passes them
+    _write_docs(_merged(folder, indexes, "docs", key), kept, texts_of, stats, docs_dir)
+    duplicates.sort(key=lambda r: key(r.url, r.order))
+    rows = heapq.merge(_merged(folder, indexes, "rejects", key), ((key(r.url, r.order), _reject_row(r))
+                                                                  for r in duplicates), key=lambda t: t[0])
+    _write_rows((row for _, row in rows), _reject_schema(), rejects_dir)
+
+
+def _signatures(folder: Path, indexes: list[int]) -> Iterator[Document]:
+    """Every part's documents without their text: id, url, source, order and dedup hashes."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    columns = ["id", "url", "source", "order_file", "order_record", "sha1", "minhash"]
+    for i in indexes:
+        for batch in pq.ParquetFile(folder / f"{i:05d}.docs.parquet").iter_batches(READ_ROWS * 16, columns=columns):
+            for row in batch.to_pylist():
+                meta = {"sha1": row["sha1"]} if row["sha1"] is not None else {}
+                if row["minhash"] is not None:
+                    meta["minhash"] = np.frombuffer(row["minhash"], dtype=np.uint64)
+                yield Document(row["id"], row["url"], row["source"], "", order=(row["order_file"], row["order_record"]),
+                               meta=meta)
+
+
+def _merged(folder: Path, indexes: list[int], kind: str, key) -> Iterator[tuple]:
+    """(key, row) of every part's ``kind`` rows, in the output order."""
+    return heapq.merge(*(_rows(folder / f"{i:05d}.{kind}.parquet", key) for i in indexes), key=lambda t: t[0])
+
+
+def _rows(path: Path, key) -> Iterator[tuple]:
+    import pyarrow.parquet as pq
+
+    for batch in pq.ParquetFile(path).iter_batches(READ_ROWS):
+        for row in batch.to_pylist():
+            yield key(row["url"], (row["order_file"], row["order_record"])), row
+
+
+def _write_docs(rows: Iterator[tuple], kept: set, texts_of: dict, stats: CleanStats, folder: Path) -> None:
+    from lmforge.clean.filters.quality import split_words
+
+    def kept_rows():
+        for _, row in rows:
+            order = (row["order_file"], row["order_record"])
+            if order in texts_of:
+                texts_of[order].text = row["text"][:REJECT_TEXT_CHARS]
+            if order not in kept:
+                continue
+            size = len(row["text"].encode("utf-8"))
+            stats.totals.update(docs=1, bytes_out=size)
+            stats.sources[row["source"]].update(docs=1, bytes_out=size)
+            yield {"id": row["id"], "url": row["url"], "source": row["source"], "text": row["text"],
+                   "language": row["language"], "language_score": row["language_score"],
+                   "n_words": len(split_words(row["text"])), "date": row["date"]}
+
+    _write_rows(kept_rows(), _doc_schema(), folder)
+    stats.totals.setdefault("docs", 0)
+    stats.totals.setdefault("bytes_out", 0)
+
+
+def _write_rows(rows: Iterator[dict], schema, folder: Path) -> list[Path]:
+    """``folder/part-NNNNN.parquet`` of DOCS_PER_FILE rows each (one file even when empty, so
+    the schema is always there)."""
+    import pyarrow as pa
+
+    paths, chunk = [], []
+    for row in rows:
+        chunk.append({name: row[name] for name in schema.names})
+        if len(chunk) == DOCS_PER_FILE:
+            paths.append(_write_file(folder, len(paths), pa.Table.from_pylist(chunk, schema=schema)))
+            chunk = []
+    if chunk or not paths:
+        paths.append(_write_file(folder, len(paths), pa.Table.from_pylist(chunk, schema=schema)))
+    return paths
+
+
+def _write_file(folder: Path, n: int, table) -> Path:
+    path = Path(folder) / f"part-{n:05d}.parquet"
+    write_table(table, path)
+    return path
+
+
+def _reject_row(r: Reject) -> dict:
+    return {"id": r.id, "url": r.url, "source": r.source, "step": r.step, "reason": r.reason, "detail": r.detail,
+            "text": r.text}
+
+
+def _doc_schema():
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.string()), ("text", pa.string()),
+                      ("language", pa.string()), ("language_score", pa.float64()), ("n_words", pa.int64()),
+                      ("date", pa.string())])
+
+
+def _reject_schema():
+    import pyarrow as pa
+
+    return pa.schema([(name, pa.string()) for name in ("id", "url", "source", "step", "reason", "detail", "text")])
