@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from lmforge.clean.document import Document, Reject
-from lmforge.clean.pipeline import DOCS_PER_FILE, REJECT_TEXT_CHARS, write_table
+from lmforge.clean.pipeline import DOCS_PER_FILE, REJECT_TEXT_CHARS
 from lmforge.clean.stats import CleanStats
 
 READ_ROWS = 256
@@ -93,26 +93,61 @@ def _write_docs(rows: Iterator[tuple], kept: set, texts_of: dict, stats: CleanSt
     stats.totals.setdefault("bytes_out", 0)
 
 
-def _write_rows(rows: Iterator[dict], schema, folder: Path) -> list[Path]:
-    """``folder/part-NNNNN.parquet`` of DOCS_PER_FILE rows each (one file even when empty, so
-    the schema is always there)."""
-    import pyarrow as pa
-
-    paths, chunk = [], []
-    for row in rows:
-        chunk.append({name: row[name] for name in schema.names})
-        if len(chunk) == DOCS_PER_FILE:
-            paths.append(_write_file(folder, len(paths), pa.Table.from_pylist(chunk, schema=schema)))
-            chunk = []
-    if chunk or not paths:
-        paths.append(_write_file(folder, len(paths), pa.Table.from_pylist(chunk, schema=schema)))
-    return paths
+def _write_rows(rows: Iterator[dict], schema, folder: Path) -> None:
+    """``folder/part-NNNNN.parquet`` of DOCS_PER_FILE rows each (one file even when empty, so the
+    schema is always there), each written a row group at a time (about ROW_GROUP_BYTES of text):
+    no more than one row group's rows are held."""
+    out = _PartWriter(Path(folder), schema)
+    try:
+        for row in rows:
+            out.add(row)
+    finally:
+        out.close()
 
 
-def _write_file(folder: Path, n: int, table) -> Path:
-    path = Path(folder) / f"part-{n:05d}.parquet"
-    write_table(table, path)
-    return path
+class _PartWriter:
+    """Rows into numbered zstd Parquet files, each under a temporary name until complete."""
+
+    def __init__(self, folder: Path, schema):
+        from lmforge.clean.pipeline import ROW_GROUP_BYTES, ROW_GROUP_ROWS
+
+        self.folder, self.schema, self.files = folder, schema, 0
+        self.group_rows, self.group_bytes = ROW_GROUP_ROWS, ROW_GROUP_BYTES
+        self.rows, self.text_bytes, self.in_file, self.writer, self.tmp = [], 0, 0, None, None
+
+    def add(self, row: dict) -> None:
+        self.rows.append({name: row[name] for name in self.schema.names})
+        self.text_bytes += len(row.get("text") or "")  # characters: near enough for a row group's size
+        if self.in_file + len(self.rows) >= DOCS_PER_FILE:
+            self._finish_file()
+        elif len(self.rows) >= self.group_rows or self.text_bytes >= self.group_bytes:
+            self._flush()
+
+    def close(self) -> None:
+        if self.rows or self.writer is not None or not self.files:
+            self._finish_file()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if not self.rows and self.writer is not None:
+            return
+        if self.writer is None:
+            self.tmp = self.folder / f".part-{self.files:05d}.parquet.tmp"
+            self.writer = pq.ParquetWriter(self.tmp, self.schema, compression="zstd")
+        if self.rows:
+            self.writer.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
+            self.in_file += len(self.rows)
+        self.rows, self.text_bytes = [], 0
+
+    def _finish_file(self) -> None:
+        import os
+
+        self._flush()  # the last rows, or the schema alone for an empty output
+        self.writer.close()
+        os.replace(self.tmp, self.folder / f"part-{self.files:05d}.parquet")
+        self.writer, self.files, self.in_file = None, self.files + 1, 0
 
 
 def _reject_row(r: Reject) -> dict:
