@@ -101,8 +101,10 @@ def _write_rows(rows: Iterator[dict], schema, folder: Path) -> None:
     try:
         for row in rows:
             out.add(row)
-    finally:
-        out.close()
+    except BaseException:
+        out.abort()  # no half-written file under a final name (the stage's marker is not written either)
+        raise
+    out.close()
 
 
 class _PartWriter:
@@ -126,6 +128,12 @@ class _PartWriter:
     def close(self) -> None:
         if self.rows or self.writer is not None or not self.files:
             self._finish_file()
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.tmp.unlink(missing_ok=True)
+            self.writer = None
 
     def _flush(self) -> None:
         import pyarrow as pa

@@ -314,3 +314,26 @@ def test_outputs_are_merged_from_the_parts_in_order_across_files(tmp_path, monke
     duplicates = {r["url"]: r for r in read(rd.rejects) if r["step"].endswith("dedup")}
     assert set(duplicates) == {"https://mirror.example.net/river", "https://copy.example.net/bread"}
     assert all(len(r["text"]) > 100 for r in duplicates.values())
+
+
+def test_an_error_while_writing_the_outputs_leaves_no_file_half_written(tmp_path, monkeypatch):
+    from lmforge.clean import outputs, pipeline
+
+    monkeypatch.setattr(outputs, "DOCS_PER_FILE", 2)
+    monkeypatch.setattr(pipeline, "ROW_GROUP_ROWS", 1)  # the third document is on disk, under a temporary name
+    real = outputs._PartWriter.add
+    calls = []
+
+    def failing(self, row):
+        calls.append(1)
+        if len(calls) == 4:
+            raise OSError("disk full")
+        real(self, row)
+
+    monkeypatch.setattr(outputs._PartWriter, "add", failing)
+    with pytest.raises(OSError, match="disk full"):
+        run_clean(tmp_path, workers=1, name="run")
+    rd = RunDir(tmp_path / "run")
+    assert [p.name for p in rd.docs.iterdir()] == ["part-00000.parquet"]  # the full one, and no other
+    assert len(read(rd.docs)) == 2 and not list(rd.rejects.iterdir())
+    assert not rd.is_complete("clean")
