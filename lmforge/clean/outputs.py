@@ -2,8 +2,8 @@
 signatures, then ``docs/`` and ``rejects/`` written in order by a merge over the parts.
 
 Each part holds its documents and rejects sorted by the output order, so a k-way merge gives the
-global order while holding one batch of rows per part; dedup holds each kept document's id,
-hashes and MinHash signature (about 1 KB), never its text.
+global order while holding one batch of rows per part; dedup holds each document's id, hashes
+and MinHash signature, and its LSH index (about 11 KB a document in all), never its text.
 """
 
 from __future__ import annotations
