@@ -2,8 +2,9 @@
 signatures, then ``docs/`` and ``rejects/`` written in order by a merge over the parts.
 
 Each part holds its documents and rejects sorted by the output order, so a k-way merge gives the
-global order while holding one batch of rows per part; dedup holds each document's id, hashes
-and MinHash signature, and its LSH index (about 11 KB a document in all), never its text.
+global order while holding one batch of rows per part, for dedup (which reads only ids, orders
+and hashes) and then for the outputs. Dedup's own index (kept MinHash signatures, LSH bands,
+exact hashes) is what grows with the corpus; no text is held but the current rows.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url
     from lmforge.clean.pipeline import deduplicate
 
     key = order_key(by_url)
-    index = sorted(_signatures(folder, indexes), key=lambda d: key(d.url, d.order))
     duplicates: list[Reject] = []
-    kept = {d.order for d in deduplicate(index, c, stats, duplicates)}
-    del index
+    signatures = heapq.merge(*(_signatures(folder / f"{i:05d}.docs.parquet", key) for i in indexes),
+                             key=lambda t: t[0])
+    kept = {d.order for d in deduplicate((doc for _, doc in signatures), c, stats, duplicates)}
     texts_of = {r.order: r for r in duplicates}  # their texts are filled in as the merge passes them
     _write_docs(_merged(folder, indexes, "docs", key), kept, texts_of, stats, docs_dir)
     duplicates.sort(key=lambda r: key(r.url, r.order))
@@ -42,20 +43,20 @@ def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url
     _write_rows((row for _, row in rows), _reject_schema(), rejects_dir)
 
 
-def _signatures(folder: Path, indexes: list[int]) -> Iterator[Document]:
-    """Every part's documents without their text: id, url, source, order and dedup hashes."""
+def _signatures(path: Path, key) -> Iterator[tuple]:
+    """(key, document without its text: id, url, source, order, dedup hashes) of a part's
+    documents, in its (the output) order."""
     import numpy as np
     import pyarrow.parquet as pq
 
     columns = ["id", "url", "source", "order_file", "order_record", "sha1", "minhash"]
-    for i in indexes:
-        for batch in pq.ParquetFile(folder / f"{i:05d}.docs.parquet").iter_batches(READ_ROWS * 16, columns=columns):
-            for row in batch.to_pylist():
-                meta = {"sha1": row["sha1"]} if row["sha1"] is not None else {}
-                if row["minhash"] is not None:
-                    meta["minhash"] = np.frombuffer(row["minhash"], dtype=np.uint64)
-                yield Document(row["id"], row["url"], row["source"], "", order=(row["order_file"], row["order_record"]),
-                               meta=meta)
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(READ_ROWS, columns=columns):
+        for row in batch.to_pylist():
+            meta = {"sha1": row["sha1"]} if row["sha1"] is not None else {}
+            if row["minhash"] is not None:
+                meta["minhash"] = np.frombuffer(row["minhash"], dtype=np.uint64)
+            order = (row["order_file"], row["order_record"])
+            yield key(row["url"], order), Document(row["id"], row["url"], row["source"], "", order=order, meta=meta)
 
 
 def _merged(folder: Path, indexes: list[int], kind: str, key) -> Iterator[tuple]:
@@ -64,9 +65,11 @@ def _merged(folder: Path, indexes: list[int], kind: str, key) -> Iterator[tuple]
 
 
 def _rows(path: Path, key) -> Iterator[tuple]:
+    # pre_buffer=False here and above: pyarrow would otherwise read the whole part's column
+    # chunks before the first row, for every part at once
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(READ_ROWS):
+    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(READ_ROWS):
         for row in batch.to_pylist():
             yield key(row["url"], (row["order_file"], row["order_record"])), row
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from lmforge.clean.document import Document, Reject
 from lmforge.clean.stats import CleanStats
-from lmforge.rundir import atomic_path, write_json_atomic
+from lmforge.rundir import write_json_atomic
 
 PLAN = "plan.json"
 VERSION = 1
@@ -63,10 +63,11 @@ def input_fingerprint(path: str) -> list:
 
 
 def _write(path: Path, table) -> None:
-    import pyarrow.parquet as pq
+    # row groups of about 2 MB of text: the stage's merge reads every part at once, a row group
+    # of each at a time
+    from lmforge.clean.pipeline import write_table
 
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
+    write_table(table, path)
 
 
 def _DOC_SCHEMA():

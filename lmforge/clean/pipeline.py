@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable, Iterator
 
 from lmforge.clean.config import CleanConfig, InputSpec
 from lmforge.clean.document import Document, Reject
@@ -364,16 +365,20 @@ def _sign(doc: Document, c: CleanConfig, stats: CleanStats) -> None:
 # ---------------------------------------------------------------- global steps and outputs
 
 
-def deduplicate(docs: list[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> list[Document]:
-    """Exact then near dedup over ``docs`` in input order; the first of each group is kept."""
+def deduplicate(docs: Iterable[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> Iterator[Document]:
+    """Exact then near dedup over ``docs`` in the output order; the first of each group is kept.
+
+    One pass: a document goes to near dedup only once exact dedup kept it, which counts and
+    keeps the same as two passes, with no list of the survivors in between.
+    """
     from lmforge.clean.dedup.exact import ExactDedup
     from lmforge.clean.dedup.minhash import MinHashDedup
 
     steps = ([ExactDedup()] if c.exact_dedup else []) + \
         ([MinHashDedup(c.minhash_threshold, c.minhash_num_perm)] if c.minhash_dedup else [])
-    for step in steps:
-        docs = [d for d in docs if apply_filter(step, d, stats, rejects)]
-    return docs
+    for doc in docs:
+        if all(apply_filter(step, doc, stats, rejects) for step in steps):
+            yield doc
 
 
 def write_table(table, path: Path) -> None:

@@ -298,7 +298,8 @@ def _iter_jsonl(path: Path, text_field: str, skipped: Counter) -> Iterator[RawRe
 def _iter_parquet(path: Path, text_field: str, skipped: Counter) -> Iterator[RawRecord]:
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(_open(path) if isinstance(path, str) else path)
+    # pre_buffer=False: a row group at a time, not the whole file's column chunks first
+    pf = pq.ParquetFile(_open(path) if isinstance(path, str) else path, pre_buffer=False)
     if text_field not in pf.schema_arrow.names:
         raise LmforgeError(f"{path}: no column {text_field!r} (columns: {', '.join(pf.schema_arrow.names)}); set text_field")
     row = 0
