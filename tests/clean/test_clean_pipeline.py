@@ -146,17 +146,8 @@ def test_no_inputs_names_the_fix(tmp_path):
                   RunDir(tmp_path / "run"))
 
 
-def test_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_ray(name, *args, **kwargs):
-        if name == "ray":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
+def test_ray_executor_without_ray_says_how_to_install(tmp_path, without_module):
+    without_module("ray")
     with pytest.raises(LmforgeError, match=r"pip install 'lmforge\[ray\]'"):
         run_clean(tmp_path, executor="ray")
     assert not (tmp_path / "run").exists()  # refused before emptying anything

@@ -174,17 +174,8 @@ def test_jsonl_parquet_and_html_folder(tmp_path):
     assert german in decode_html(next(iter_records(files[0])).body)  # no header, no <meta>: detected
 
 
-def test_remote_url_without_fsspec_names_the_extra(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_fsspec(name, *args, **kwargs):
-        if name == "fsspec":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_fsspec)
+def test_remote_url_without_fsspec_names_the_extra(without_module):
+    without_module("fsspec")
     with pytest.raises(LmforgeError, match=r"lmforge\[remote\]"):
         list(iter_records("https://example.invalid/x.warc.gz"))
 
