@@ -26,7 +26,7 @@ def build_corpus(max_mb: float) -> Path:
     import lxml.html
     import pyarrow as pa
 
-    from lmforge.clean.pipeline import write_table
+    from lmforge.clean.outputs import write_table
 
     out = CACHE / f"python_docs_{max_mb:g}mb.parquet"
     if out.exists():
@@ -158,7 +158,7 @@ def bench_shards(docs: Path, tok, repeats, copies: int = 3):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lmforge.clean.pipeline import write_table
+    from lmforge.clean.outputs import write_table
 
     with tempfile.TemporaryDirectory() as tmp:
         tok.save(Path(tmp) / "tk", hf_export=False)

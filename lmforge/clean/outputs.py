@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import heapq
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
+from lmforge.clean.config import CleanConfig
 from lmforge.clean.document import Document, Reject
-from lmforge.clean.pipeline import DOCS_PER_FILE, REJECT_TEXT_CHARS
+from lmforge.clean.pipeline import REJECT_TEXT_CHARS, apply_filter
 from lmforge.clean.stats import CleanStats
 
 READ_ROWS = 256
+DOCS_PER_FILE = 50_000
+"""Rows per Parquet file in docs/ and rejects/ (a few hundred MB of text at most)."""
+ROW_GROUP_BYTES = 2 << 20
+"""Text per Parquet row group, about: a reader decodes a whole row group at once, so this bounds
+the memory of every later stage's streaming read and the time to its first document."""
+ROW_GROUP_ROWS = 1000
 
 
 def order_key(by_url: bool) -> Callable[[str, tuple], tuple]:
@@ -28,8 +35,6 @@ def order_key(by_url: bool) -> Callable[[str, tuple], tuple]:
 def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url: bool,
                   docs_dir: Path, rejects_dir: Path) -> None:
     """Dedup the parts' documents (counted in ``stats``), then write docs/ and rejects/."""
-    from lmforge.clean.pipeline import deduplicate
-
     key = order_key(by_url)
     duplicates: list[Reject] = []
     signatures = heapq.merge(*(_signatures(folder / f"{i:05d}.docs.parquet", key) for i in indexes),
@@ -114,8 +119,6 @@ class _PartWriter:
     """Rows into numbered zstd Parquet files, each under a temporary name until complete."""
 
     def __init__(self, folder: Path, schema):
-        from lmforge.clean.pipeline import ROW_GROUP_BYTES, ROW_GROUP_ROWS
-
         self.folder, self.schema, self.files = folder, schema, 0
         self.group_rows, self.group_bytes = ROW_GROUP_ROWS, ROW_GROUP_BYTES
         self.rows, self.text_bytes, self.in_file, self.writer, self.tmp = [], 0, 0, None, None
@@ -178,3 +181,35 @@ def _reject_schema():
     import pyarrow as pa
 
     return pa.schema([(name, pa.string()) for name in ("id", "url", "source", "step", "reason", "detail", "text")])
+
+
+def deduplicate(docs: Iterable[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> Iterator[Document]:
+    """Exact then near dedup over ``docs`` in the output order; the first of each group is kept.
+
+    One pass: a document goes to near dedup only once exact dedup kept it, which counts and
+    keeps the same as two passes, with no list of the survivors in between.
+    """
+    from lmforge.clean.dedup.exact import ExactDedup
+    from lmforge.clean.dedup.minhash import MinHashDedup
+
+    steps = ([ExactDedup()] if c.exact_dedup else []) + \
+        ([MinHashDedup(c.minhash_threshold, c.minhash_num_perm)] if c.minhash_dedup else [])
+    for doc in docs:
+        if all(apply_filter(step, doc, stats, rejects) for step in steps):
+            yield doc
+
+
+def write_table(table, path: Path) -> None:
+    """``table`` as one zstd Parquet file (written under a temporary name, then renamed), in row
+    groups of about ROW_GROUP_BYTES of text and at most ROW_GROUP_ROWS rows."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from lmforge.rundir import atomic_path
+
+    rows = ROW_GROUP_ROWS
+    if "text" in table.column_names and table.num_rows:
+        text_bytes = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
+        rows = max(1, min(rows, round(ROW_GROUP_BYTES * table.num_rows / max(text_bytes, 1))))
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=rows)

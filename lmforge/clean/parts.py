@@ -65,7 +65,7 @@ def input_fingerprint(path: str) -> list:
 def _write(path: Path, table) -> None:
     # row groups of about 2 MB of text: the stage's merge reads every part at once, a row group
     # of each at a time
-    from lmforge.clean.pipeline import write_table
+    from lmforge.clean.outputs import write_table
 
     write_table(table, path)
 

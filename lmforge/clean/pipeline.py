@@ -2,8 +2,9 @@
 
 Per-document steps run shard by shard (a shard is a group of input files, or a slice of one
 file), in this process, a local process pool or Ray tasks: the same :func:`process_shard` in
-each. Dedup needs the global view, so it runs afterwards in one process over the documents in
-input order; the expensive part of it (hashes and MinHash signatures) is computed in the shards.
+each, each shard's result saved as a part (parts.py). Dedup needs the global view, so it runs
+afterwards in one process over the parts, in output order, and writes docs/ and rejects/
+(outputs.py); the expensive part of it (hashes and MinHash signatures) is computed in the shards.
 PII is masked before dedup, so pages that differ only by an address count as duplicates.
 """
 
@@ -16,19 +17,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from lmforge.clean.config import CleanConfig, InputSpec
 from lmforge.clean.document import Document, Reject
 from lmforge.clean.stats import CleanStats
 from lmforge.errors import LmforgeError
 
-DOCS_PER_FILE = 50_000
-"""Rows per Parquet file in docs/ and rejects/ (a few hundred MB of text at most)."""
-ROW_GROUP_BYTES = 2 << 20
-"""Text per Parquet row group, about: a reader decodes a whole row group at once, so this bounds
-the memory of every later stage's streaming read and the time to its first document."""
-ROW_GROUP_ROWS = 1000
 REJECT_TEXT_CHARS = 2000
 
 
@@ -362,39 +356,7 @@ def _sign(doc: Document, c: CleanConfig, stats: CleanStats) -> None:
         stats.seconds["near_dedup"] += time.perf_counter() - t0
 
 
-# ---------------------------------------------------------------- global steps and outputs
-
-
-def deduplicate(docs: Iterable[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> Iterator[Document]:
-    """Exact then near dedup over ``docs`` in the output order; the first of each group is kept.
-
-    One pass: a document goes to near dedup only once exact dedup kept it, which counts and
-    keeps the same as two passes, with no list of the survivors in between.
-    """
-    from lmforge.clean.dedup.exact import ExactDedup
-    from lmforge.clean.dedup.minhash import MinHashDedup
-
-    steps = ([ExactDedup()] if c.exact_dedup else []) + \
-        ([MinHashDedup(c.minhash_threshold, c.minhash_num_perm)] if c.minhash_dedup else [])
-    for doc in docs:
-        if all(apply_filter(step, doc, stats, rejects) for step in steps):
-            yield doc
-
-
-def write_table(table, path: Path) -> None:
-    """``table`` as one zstd Parquet file (written under a temporary name, then renamed), in row
-    groups of about ROW_GROUP_BYTES of text and at most ROW_GROUP_ROWS rows."""
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
-    from lmforge.rundir import atomic_path
-
-    rows = ROW_GROUP_ROWS
-    if "text" in table.column_names and table.num_rows:
-        text_bytes = pc.sum(pc.binary_length(table.column("text"))).as_py() or 0
-        rows = max(1, min(rows, round(ROW_GROUP_BYTES * table.num_rows / max(text_bytes, 1))))
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd", row_group_size=rows)
+# ---------------------------------------------------------------- the funnel
 
 
 def _log_funnel(stats: dict) -> None:

@@ -36,9 +36,8 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
     for path in files:
         pf = pq.ParquetFile(path)
         names = set(pf.schema_arrow.names)
-        if "text" in columns and "text" not in names:
-            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(names))}); "
-                               "documents need id, source and text")
+        if "text" in columns:
+            require_text(path, names)
         present = [c for c in columns if c in names]
         offset = 0
         for batch in pf.iter_batches(batch_size=batch_size, columns=present):
@@ -52,6 +51,13 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
                     data[column] = [default if v is None else v for v in (data.get(column) or [None] * n)]
             offset += n
             yield data
+
+
+def require_text(path: Path, names) -> None:
+    """Refuse a docs file without a ``text`` column, naming the columns it has."""
+    if "text" not in names:
+        raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(names))}); "
+                           "documents need id, source and text")
 
 
 def doc_key(doc_id: str, url: str | None) -> str:

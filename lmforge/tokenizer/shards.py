@@ -8,6 +8,7 @@ mode="r", offset=1024)``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,3 +99,54 @@ class StreamingShard:
     def abort(self) -> None:
         self._file.close()
         self._tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class TokenShardWriter:
+    """Writes one (source, split) stream as shards of ``shard_tokens`` tokens, piece by piece."""
+
+    out_dir: Path
+    rel_dir: str
+    split: str
+    shard_tokens: int
+    vocab_size: int
+    bos_id: int
+    shards: list[dict] = field(default_factory=list)
+    documents: int = 0
+    bytes: int = 0
+    _open: StreamingShard | None = None
+    _open_docs: int = 0
+
+    def add(self, tokens: np.ndarray, documents: int, nbytes: int) -> None:
+        self.documents += documents
+        self.bytes += nbytes
+        while tokens.size:
+            if self._open is None:
+                rel = f"{self.rel_dir}/{self.split}_{len(self.shards):06d}.bin"
+                self._open, self._open_docs = StreamingShard(self.out_dir / rel, self.vocab_size), 0
+                self.shards.append({"path": rel, "tokens": 0, "documents": 0})
+            piece = tokens[: self.shard_tokens - self._open.count]
+            self._open.write(piece)
+            # A document belongs to the shard that holds its BOS (it may run on into the next).
+            self._open_docs += int(np.count_nonzero(piece == self.bos_id))
+            tokens = tokens[piece.size:]
+            if self._open.count == self.shard_tokens:
+                self._finish()
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._finish()
+
+    def abort(self) -> None:
+        if self._open is not None:
+            self._open.abort()
+            self._open = None
+
+    def _finish(self) -> None:
+        self._open.close()
+        self.shards[-1].update(tokens=self._open.count, documents=self._open_docs)
+        self._open = None
+
+    @property
+    def tokens(self) -> int:
+        return sum(s["tokens"] for s in self.shards)

@@ -2,11 +2,12 @@
 
 Every document becomes ``[bos] + encode(text)``; documents go to train or val by a seeded hash
 of their URL, else their id (corpus.doc_key; stable whatever the file order, worker count or
-crawl). A first, cheap pass over the ``id``, ``url`` and ``source`` columns fixes the split (and makes sure a source with >= 2 documents has
-one val document). Then the main process reads the files once, cuts them into tasks of about
-TASK_BYTES of text, sends tasks to ``workers - 1`` worker processes (Arrow IPC over a pipe),
-encodes a task itself whenever no answer is waiting, and writes the token arrays, in input
-order, into ``tokens/<source>/{train,val}_NNNNNN.bin``. ``tokens/manifest.json`` is written last.
+crawl). A first, cheap pass over the ``id``, ``url`` and ``source`` columns fixes the split
+(and makes sure a source with >= 2 documents has one val document). Then the main process reads
+the files once, cuts them into tasks of about TASK_BYTES of text, hands tasks to ``workers - 1``
+worker processes (workers.py), encodes a task itself whenever no answer is waiting, and writes
+the token arrays, in input order, into ``tokens/<source>/{train,val}_NNNNNN.bin`` (shards.py).
+``tokens/manifest.json`` is written last.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-import struct
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +22,9 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.rundir import write_json_atomic
-from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, doc_key, iter_batches
-from lmforge.tokenizer.shards import StreamingShard, dtype_for_vocab
+from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, doc_key, iter_batches, require_text
+from lmforge.tokenizer.shards import TokenShardWriter, dtype_for_vocab
+from lmforge.tokenizer.workers import IN_FLIGHT, Job, Workers
 
 MANIFEST = "manifest.json"
 
@@ -60,7 +60,6 @@ def is_val(key: str, seed: int, val_fraction: float, forced: set[str]) -> bool:
 # -- tasks: read once, here --------------------------------------------------------------------
 TASK_BYTES = 128 * 1024  # text per task, ~8 ms of encoding: the last one leaves the other processes idle briefly
 READ_ROWS = 128  # documents per Parquet read: the first task goes out after one read (a row group's decoding)
-IN_FLIGHT = 2  # tasks per worker sent and not yet answered: one running, one ready (a short tail)
 COLUMNS = ["id", "url", "source", "text"]
 
 
@@ -75,9 +74,7 @@ def _tasks(files: list[Path], fine_tail: int = 0) -> Iterator:
     for f, path in enumerate(files):
         pf = pq.ParquetFile(path)  # pre-buffered: one read of the columns, faster than a row group at a time
         names = pf.schema_arrow.names
-        if "text" not in names:
-            raise LmforgeError(f"{path}: no `text` column (columns: {', '.join(sorted(names))}); "
-                               "documents need id, source and text")
+        require_text(path, names)
         offset, rows = 0, pf.metadata.num_rows
         # use_threads=False: one process, one core (the workers have the others)
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=[c for c in COLUMNS if c in names],
@@ -121,24 +118,6 @@ def _cut(batch, fine_tail: int = 0) -> Iterator:
         start = stop
 
 
-def _pack(number: int, batch):
-    """A task as one message: its number, then the batch as an Arrow IPC stream."""
-    import pyarrow as pa
-
-    sink = pa.BufferOutputStream()
-    sink.write(struct.pack("<q", number))
-    with pa.ipc.new_stream(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-    return sink.getvalue()
-
-
-def _unpack(message: bytes) -> tuple:
-    import pyarrow as pa
-
-    (number,) = struct.unpack_from("<q", message)
-    return number, pa.ipc.open_stream(pa.py_buffer(message)[8:]).read_next_batch()
-
-
 # -- encoding (this process and the workers) -------------------------------------------------
 _WORKER: dict = {}
 
@@ -146,6 +125,19 @@ _WORKER: dict = {}
 def _set_worker(tok, seed: int, val_fraction: float, forced: set[str]) -> None:
     _WORKER.update(tok=tok, seed=seed, val_fraction=val_fraction, forced=forced,
                    bos=np.array([tok.bos_id], dtype=np.uint32), dtype=dtype_for_vocab(tok.vocab_size))
+
+
+def _load_tokenizer(tokenizer_dir: str) -> None:
+    """A worker's start: the tokenizer (inherited when forked) and tiktoken's tables, built while
+    the main process reads the first tasks."""
+    from lmforge.tokenizer.bpe import Tokenizer
+
+    _WORKER["tok"] = _WORKER.get("tok") or Tokenizer.load(tokenizer_dir)
+    _WORKER["tok"].encoding
+
+
+def _configure(seed: int, val_fraction: float, forced: set[str]) -> None:
+    _set_worker(_WORKER["tok"], seed, val_fraction, forced)
 
 
 def _encode_batch(batch) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
@@ -166,103 +158,6 @@ def _encode_batch(batch) -> dict[tuple[str, str], tuple[np.ndarray, int, int]]:
         part[2] += size
     return {key: (np.concatenate(arrays, dtype=w["dtype"], casting="same_kind"), docs, nbytes)
             for key, (arrays, docs, nbytes) in parts.items()}
-
-
-def _worker_main(conn, tokenizer_dir: str) -> None:
-    """A worker process: load the tokenizer, take the split settings, then answer each task with
-    (task number, result, error); an empty message ends it."""
-    import gc
-    import pickle
-    import signal
-
-    import pyarrow as pa
-
-    gc.freeze()  # what fork copied is never collected here: no copy-on-write faults from gc passes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    pa.set_cpu_count(1)  # one worker, one core: Arrow's threads would compete with the others
-    from lmforge.tokenizer.bpe import Tokenizer
-
-    try:
-        tok, error = _WORKER.get("tok") or Tokenizer.load(tokenizer_dir), None
-        tok.encoding  # tiktoken's tables, built here while the main process reads the first tasks
-    except Exception as exc:  # noqa: BLE001 - the main process loads it too and says why first
-        tok, error = None, _picklable(exc)
-    settings = conn.recv_bytes()
-    if not settings:  # stopped before it began (no documents, say)
-        return
-    if tok is not None:
-        _set_worker(tok, *pickle.loads(settings))
-    while message := conn.recv_bytes():
-        number, batch = _unpack(message)
-        try:
-            if error is not None:
-                raise error
-            conn.send((number, _encode_batch(batch), None))
-        except Exception as exc:  # noqa: BLE001 - handed to the main process, which raises it
-            conn.send((number, None, _picklable(exc)))
-
-
-def _picklable(exc: Exception) -> Exception:
-    import pickle
-    import traceback
-
-    try:
-        pickle.loads(pickle.dumps(exc))
-        return exc
-    except Exception:  # noqa: BLE001
-        return RuntimeError("".join(traceback.format_exception(exc)))
-
-
-# -- shard writing ---------------------------------------------------------------------------
-@dataclass
-class TokenShardWriter:
-    """Writes one (source, split) stream as shards of ``shard_tokens`` tokens, piece by piece."""
-
-    out_dir: Path
-    rel_dir: str
-    split: str
-    shard_tokens: int
-    vocab_size: int
-    bos_id: int
-    shards: list[dict] = field(default_factory=list)
-    documents: int = 0
-    bytes: int = 0
-    _open: StreamingShard | None = None
-    _open_docs: int = 0
-
-    def add(self, tokens: np.ndarray, documents: int, nbytes: int) -> None:
-        self.documents += documents
-        self.bytes += nbytes
-        while tokens.size:
-            if self._open is None:
-                rel = f"{self.rel_dir}/{self.split}_{len(self.shards):06d}.bin"
-                self._open, self._open_docs = StreamingShard(self.out_dir / rel, self.vocab_size), 0
-                self.shards.append({"path": rel, "tokens": 0, "documents": 0})
-            piece = tokens[: self.shard_tokens - self._open.count]
-            self._open.write(piece)
-            # A document belongs to the shard that holds its BOS (it may run on into the next).
-            self._open_docs += int(np.count_nonzero(piece == self.bos_id))
-            tokens = tokens[piece.size:]
-            if self._open.count == self.shard_tokens:
-                self._finish()
-
-    def close(self) -> None:
-        if self._open is not None:
-            self._finish()
-
-    def abort(self) -> None:
-        if self._open is not None:
-            self._open.abort()
-            self._open = None
-
-    def _finish(self) -> None:
-        self._open.close()
-        self.shards[-1].update(tokens=self._open.count, documents=self._open_docs)
-        self._open = None
-
-    @property
-    def tokens(self) -> int:
-        return sum(s["tokens"] for s in self.shards)
 
 
 def tokenizer_file_sha256(tokenizer_dir: str | os.PathLike) -> str:
@@ -292,7 +187,8 @@ def tokenize_docs(files: list[Path], tokenizer_dir: Path, out_dir: Path, seed: i
     if len(set(names.values())) < len(names):
         raise LmforgeError(f"sources {sorted(counts)} map to clashing folder names; rename them in the clean stage")
     _set_worker(tok, seed, val_fraction, forced)  # forked workers inherit the tokenizer; spawned ones load it
-    with _Workers((workers or os.cpu_count() or 1) - 1, tokenizer_dir) as pool:
+    job = Job(_load_tokenizer, str(tokenizer_dir), _configure, _encode_batch)
+    with Workers((workers or os.cpu_count() or 1) - 1, job) as pool:
         pool.configure(seed, val_fraction, forced)
         writers = _write(_encoded(files, pool, sum(counts.values())), out_dir, names, shard_tokens, tok)
     write_json_atomic(out_dir / MANIFEST, _manifest(tok, counts, writers, tokenizer_file_sha256(tokenizer_dir)))
@@ -318,7 +214,7 @@ def _write(results: Iterator[dict], out_dir: Path, names: dict[str, str], shard_
     return writers
 
 
-def _encoded(files: list[Path], pool: "_Workers", total_docs: int) -> Iterator[dict]:
+def _encoded(files: list[Path], pool: Workers, total_docs: int) -> Iterator[dict]:
     """Encoded tasks in input order, from this process alone or with the pool's workers."""
     from tqdm import tqdm
 
@@ -330,128 +226,12 @@ def _encoded(files: list[Path], pool: "_Workers", total_docs: int) -> Iterator[d
                 bar.update(batch.num_rows)
         else:
             tail = IN_FLIGHT * (len(pool.conns) + 1) * TASK_BYTES  # about the tasks in flight at the end
-            for rows, result in _Dispatch(_tasks(files, tail), pool.conns, pool.procs).results():
+            for rows, result in pool.results(_tasks(files, tail), _encode_batch):
                 yield result
                 bar.update(rows)
     finally:
         bar.close()
         _WORKER.clear()
-
-
-class _Workers:
-    """``n`` worker processes, each with one pipe to this one, stopped and reaped on exit.
-
-    Forked after the tokenizer is loaded, they inherit it (spawned where there is no fork, they
-    load it themselves); :meth:`configure` sends the split settings. No helper threads
-    (multiprocessing.Pool's three threads cost the main process about 1 ms of CPU per task).
-    """
-
-    def __init__(self, n: int, tokenizer_dir: Path):
-        import multiprocessing as mp
-
-        # fork where there is one: a worker starts in milliseconds with the modules imported, and
-        # a caller's script needs no `if __name__ == "__main__"` guard.
-        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-        self.conns, self.procs = [], []
-        if n:  # memory Arrow keeps for reuse would be shared with the workers: reusing it here would copy it
-            import pyarrow as pa
-
-            pa.default_memory_pool().release_unused()
-        try:
-            for _ in range(n):
-                conn, child = ctx.Pipe()
-                self.procs.append(ctx.Process(target=_worker_main, args=(child, str(tokenizer_dir)), daemon=True))
-                self.procs[-1].start()
-                child.close()
-                self.conns.append(conn)
-        except BaseException:
-            self.__exit__()
-            raise
-
-    def configure(self, seed: int, val_fraction: float, forced: set[str]) -> None:
-        for conn in self.conns:
-            conn.send((seed, val_fraction, forced))
-
-    def __enter__(self) -> "_Workers":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for conn in self.conns:
-            try:
-                conn.send_bytes(b"")  # stop, if not told yet (a worker reads on until it gets it)
-            except OSError:
-                pass
-        for proc in self.procs:
-            proc.join(timeout=None if exc[:1] in ((), (None,)) else 0)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join()
-        for conn in self.conns:
-            conn.close()
-
-
-class _Dispatch:
-    """One pool run: this process reads the tasks, keeps each worker IN_FLIGHT tasks ahead,
-    yields the results in task order, and encodes a task itself whenever no answer is waiting,
-    so that with 2 workers on 2 cores there is no third process asking for a core."""
-
-    def __init__(self, tasks: Iterator, conns: list, procs: list):
-        self.tasks, self.conns, self.procs = tasks, conns, procs
-        self.load, self.sent, self.done = [0] * len(conns), 0, 0
-        self.ready: dict[int, dict] = {}
-        self.rows: dict[int, int] = {}
-        self.more = True
-        # this process runs ahead of the slowest worker by at most this many results
-        self.ahead = 4 * IN_FLIGHT * (len(conns) + 1)
-
-    def results(self) -> Iterator[tuple[int, dict]]:
-        while True:
-            while self.more and min(self.load) < IN_FLIGHT:  # top up the least loaded worker
-                w = self.load.index(min(self.load))
-                if (batch := self._next()) is not None:
-                    self.conns[w].send_bytes(_pack(self.sent - 1, batch))
-                    self.load[w] += 1
-            while self.done in self.ready:
-                yield self.rows.pop(self.done), self.ready.pop(self.done)
-                self.done += 1
-            if self.done == self.sent and not self.more:
-                return
-            answers = self._receive(block=not self.more or self.sent - self.done >= self.ahead)
-            if not answers and (batch := self._next()) is not None:  # nobody answered: encode one here
-                self.ready[self.sent - 1] = _encode_batch(batch)
-
-    def _next(self):
-        """The next task, numbered; None at the end, when the workers are told to stop."""
-        batch = next(self.tasks, None) if self.more else None
-        if batch is None:
-            if self.more:
-                self.more = False
-                for conn in self.conns:  # each stops after its last task, which saves a wait at the end
-                    conn.send_bytes(b"")
-            return None
-        self.rows[self.sent] = batch.num_rows
-        self.sent += 1
-        return batch
-
-    def _receive(self, block: bool) -> list:
-        """Answers ready now (or, blocking, the next ones); a worker's error is raised here."""
-        from multiprocessing.connection import wait
-
-        busy = [conn for conn, load in zip(self.conns, self.load) if load]
-        answers = []
-        for conn in wait(busy, None if block else 0) if busy else ():
-            w = self.conns.index(conn)
-            try:
-                number, result, error = conn.recv()
-            except EOFError:
-                raise LmforgeError(f"a tokenize worker process died (exit code {self.procs[w].exitcode}); "
-                                   "out of memory? lower [tokenizer] workers") from None
-            if error is not None:
-                raise error
-            self.ready[number] = result
-            self.load[w] -= 1
-            answers.append(number)
-        return answers
 
 
 def _manifest(tok, counts: dict[str, int], writers: dict, tokenizer_sha256: str) -> dict:

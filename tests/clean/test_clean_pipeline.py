@@ -212,11 +212,11 @@ def test_docs_files_have_row_groups_of_bounded_text(tmp_path, monkeypatch):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from lmforge.clean import pipeline
+    from lmforge.clean import outputs
 
-    monkeypatch.setattr(pipeline, "ROW_GROUP_BYTES", 10_000)
+    monkeypatch.setattr(outputs, "ROW_GROUP_BYTES", 10_000)
     texts = [("word " * (50 + i % 400)).strip() for i in range(300)]
-    pipeline.write_table(pa.table({"id": [str(i) for i in range(300)], "text": texts}), tmp_path / "d.parquet")
+    outputs.write_table(pa.table({"id": [str(i) for i in range(300)], "text": texts}), tmp_path / "d.parquet")
     meta = pq.ParquetFile(tmp_path / "d.parquet").metadata
     assert meta.num_row_groups > 10 and meta.num_rows == 300
     assert pq.read_table(tmp_path / "d.parquet").column("text").to_pylist() == texts
@@ -308,10 +308,10 @@ def test_outputs_are_merged_from_the_parts_in_order_across_files(tmp_path, monke
 
 
 def test_an_error_while_writing_the_outputs_leaves_no_file_half_written(tmp_path, monkeypatch):
-    from lmforge.clean import outputs, pipeline
+    from lmforge.clean import outputs
 
     monkeypatch.setattr(outputs, "DOCS_PER_FILE", 2)
-    monkeypatch.setattr(pipeline, "ROW_GROUP_ROWS", 1)  # the third document is on disk, under a temporary name
+    monkeypatch.setattr(outputs, "ROW_GROUP_ROWS", 1)  # the third document is on disk, under a temporary name
     real = outputs._PartWriter.add
     calls = []
 
