@@ -12,7 +12,7 @@ from lmforge.errors import LmforgeError
 
 # Packages whose cli module has ``register(subparsers)``.
 STAGE_CLIS = ("lmforge.collect.cli", "lmforge.clean.cli", "lmforge.tokenizer.cli", "lmforge.train.cli",
-              "lmforge.sample.cli")
+              "lmforge.sample.cli", "lmforge.serve.cli")
 
 
 def build_parser() -> argparse.ArgumentParser:

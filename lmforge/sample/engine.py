@@ -11,6 +11,7 @@ cached keys and values (as nanochat's Engine).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -50,6 +51,22 @@ def next_token(logits: torch.Tensor, temperature: float, top_k: int, top_p: floa
     return int(torch.multinomial(logits.softmax(dim=-1), 1, generator=generator))
 
 
+@dataclass(frozen=True)
+class TokenChoice:
+    """A generated token: its id, the model's probability of it and the most likely alternatives
+    as ``(id, probability)`` pairs, most likely first."""
+
+    id: int
+    prob: float | None = None
+    top: tuple[tuple[int, float], ...] = ()
+
+    @classmethod
+    def of(cls, token: int, logits: torch.Tensor, alternatives: int) -> "TokenChoice":
+        probs = logits.float().softmax(dim=-1)
+        values, ids = torch.topk(probs, min(alternatives, probs.numel()))
+        return cls(token, float(probs[token]), tuple(zip(ids.tolist(), values.tolist())))
+
+
 class Engine:
     """Generation for one model; ``stop_ids`` end a continuation (the end-of-text token)."""
 
@@ -67,6 +84,21 @@ class Engine:
         every step sees the last seq_len tokens; with it, the cache is refilled with the last half
         of the window when it is full.
         """
+        for choice in self._choices(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache, 0):
+            yield choice.id
+
+    @torch.no_grad()
+    def generate_choices(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
+                         top_p: float = 1.0, seed: int | None = None, alternatives: int = 5) -> Iterator["TokenChoice"]:
+        """As ``generate`` (the same seed gives the same ids), each token with how sure the model was.
+
+        ``prob`` and ``top`` come from the model's own distribution (softmax of the logits, before
+        temperature and filtering), so they say what the model believes, whatever the sampling.
+        """
+        yield from self._choices(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, True, alternatives)
+
+    def _choices(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache,
+                 alternatives) -> Iterator["TokenChoice"]:
         if not prompt_ids:
             raise LmforgeError("empty prompt: give at least one token (e.g. the tokenizer's bos_id)")
         generator = None
@@ -83,7 +115,7 @@ class Engine:
             if token in self.stop_ids:
                 return
             ids.append(token)
-            yield token
+            yield TokenChoice.of(token, logits, alternatives) if alternatives else TokenChoice(token)
 
     def _uncached_steps(self, ids: list[int], count: int) -> Iterator[torch.Tensor]:
         """The reference: run the whole (cropped) context again for every token."""

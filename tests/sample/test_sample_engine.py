@@ -101,3 +101,17 @@ def test_load_model_errors_name_the_problem(tmp_path, trained_run):
     (broken / "model.json").write_text(json.dumps({"model": {}, "step": 5}))
     with pytest.raises(LmforgeError, match="incomplete checkpoint.*model.safetensors"):
         load_model(broken)
+
+
+def test_choices_are_the_generated_tokens_with_the_models_probabilities(model):
+    engine = Engine(model)
+    choices = list(engine.generate_choices([1, 2, 3, 4, 5], 15, temperature=0.9, top_k=20, seed=3))
+    assert [c.id for c in choices] == gen(model, max_new_tokens=15, temperature=0.9, top_k=20, seed=3)
+    ids = [1, 2, 3, 4, 5]
+    for c in choices:  # the reference: a full forward pass over the context so far
+        with torch.no_grad():
+            probs = model(torch.tensor([ids]))[0][0, -1].softmax(-1)
+        assert c.prob == pytest.approx(float(probs[c.id]), abs=1e-5)
+        assert [t for t, _ in c.top] == torch.topk(probs, 5).indices.tolist()
+        assert all(a >= b for (_, a), (_, b) in zip(c.top, c.top[1:]))
+        ids.append(c.id)

@@ -1,0 +1,193 @@
+"""The playground's generation: one engine per checkpoint in memory, a bounded number of
+generations at once, and each token streamed with the model's probability and its top-5.
+
+Requests beyond ``max_running`` wait their turn (at most ``max_waiting`` of them; more get 429).
+Each token is computed in a worker thread on demand, so when the browser tab closes and the
+response is cancelled, no further token is computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator
+
+from lmforge.errors import LmforgeError
+from lmforge.rundir import RunDir
+
+MAX_PROMPT_CHARS = 8000
+MAX_SAMPLES = 8
+FEW_SHOT_EXAMPLES = 3
+
+
+class Busy(LmforgeError):
+    """Too many generations are waiting (HTTP 429)."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    prompt: str
+    max_tokens: int = 64
+    temperature: float = 0.8
+    top_k: int = 50
+    top_p: float = 1.0
+    seed: int | None = None
+    n: int = 1
+
+
+@dataclass
+class LoadedModel:
+    engine: object
+    tokenizer: object
+    seq_len: int
+    step: int
+
+
+class ModelCache:
+    """At most ``size`` models in memory, one per checkpoint, the least recently used dropped first."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._models: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, rd: RunDir) -> LoadedModel:
+        from lmforge.sample.engine import Engine, load_model, resolve_checkpoint
+
+        if not rd.checkpoints.is_dir():
+            raise LmforgeError(f"{rd.root.name} has no checkpoint yet; make one with `lmforge run {rd.config} --until train`")
+        step_dir = resolve_checkpoint(rd.checkpoints)
+        key = (str(step_dir.resolve()), (step_dir / "model.safetensors").stat().st_mtime_ns)
+        with self._lock:  # one load at a time: two tabs asking for the same model load it once
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            model, tok = load_model(step_dir)
+            loaded = LoadedModel(Engine(model, stop_ids={tok.bos_id}), tok, model.config.seq_len,
+                                 _step_number(step_dir))
+            self._models[key] = loaded
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+            return loaded
+
+
+def _step_number(step_dir: Path) -> int:
+    tail = step_dir.name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def check_settings(s: Settings, seq_len: int | None) -> list[str]:
+    """Problems with the settings; ``seq_len`` None skips the check that needs the model."""
+    problems = []
+    if len(s.prompt) > MAX_PROMPT_CHARS:
+        problems.append(f"prompt is {len(s.prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    if s.max_tokens < 1 or (seq_len is not None and s.max_tokens > seq_len):
+        problems.append(f"max_tokens must be 1..{seq_len or 'seq_len'} (at most the model's context length)")
+    if not 1 <= s.n <= MAX_SAMPLES:
+        problems.append(f"n must be 1..{MAX_SAMPLES}")
+    if not 0 <= s.temperature <= 5:
+        problems.append("temperature must be 0..5 (0 = greedy)")
+    if s.top_k < 0:
+        problems.append("top_k must be >= 0 (0 = no limit)")
+    if not 0 < s.top_p <= 1:
+        problems.append("top_p must be in (0, 1]")
+    if s.seed is not None and not 0 <= s.seed < 2**63:
+        problems.append("seed must be a non-negative integer")
+    return problems
+
+
+class GenerationQueue:
+    def __init__(self, max_running: int = 2, max_waiting: int = 8):
+        self.max_running, self.max_waiting = max_running, max_waiting
+        self.running = self.waiting = self.tokens = 0
+        self._sem: asyncio.Semaphore | None = None
+
+    def check_room(self) -> None:
+        """Refuse (429) before the response starts when the queue is full."""
+        if self.waiting >= self.max_waiting:
+            raise Busy(f"{self.waiting} generations are waiting already; try again in a moment")
+
+    async def stream(self, loaded: LoadedModel, s: Settings) -> AsyncIterator[dict]:
+        """Events: start (per sample, with its seed), token, end (per sample), done."""
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(self.max_running)
+        self.waiting += 1
+        try:
+            await self._sem.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            seed = s.seed if s.seed is not None else random.randrange(2**31)
+            tok = loaded.tokenizer
+            prompt_ids = [tok.bos_id, *tok.encode(s.prompt)]
+            for i in range(s.n):
+                async for event in self._sample(loaded, s, prompt_ids, i, seed + i):
+                    yield event
+            yield {"type": "done"}
+        finally:
+            self.running -= 1
+            self._sem.release()
+
+    async def _sample(self, loaded: LoadedModel, s: Settings, prompt_ids, index: int, seed: int):
+        tok = loaded.tokenizer
+        yield {"type": "start", "sample": index, "seed": seed, "prompt_tokens": len(prompt_ids), "step": loaded.step}
+        choices = loaded.engine.generate_choices(prompt_ids, s.max_tokens, s.temperature, s.top_k, s.top_p, seed)
+        decoder, count = tok.stream_decoder(), 0
+        try:
+            while (choice := await asyncio.to_thread(next, choices, None)) is not None:
+                count += 1
+                self.tokens += 1
+                yield {"type": "token", "sample": index, "id": choice.id, "text": decoder.feed(choice.id),
+                       "token": token_text(tok, choice.id), "prob": round(choice.prob, 6),
+                       "top": [{"id": t, "token": token_text(tok, t), "prob": round(p, 6)} for t, p in choice.top]}
+        finally:
+            choices.close()
+        yield {"type": "end", "sample": index, "text": decoder.flush(), "tokens": count,
+               "reason": "length" if count >= s.max_tokens else "end of text"}
+
+
+def token_text(tok, token_id: int) -> str:
+    """A token as `lmforge tokenizer show` prints it: UTF-8 text, or hex escapes for part of a character."""
+    raw = tok.token_bytes(token_id)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return "".join(f"\\x{b:02x}" for b in raw)
+
+
+def few_shot_prompt(rd: RunDir, seq_len: int, tok, max_tokens: int) -> dict:
+    """A prompt that shows in-context learning with the run's own documents: a few "Title: ..."
+    lines, each followed by its document's opening, then a new title to complete.
+
+    The documents are the first ones of docs/ (one row group read); the prompt is cut to leave
+    ``max_tokens`` of the model's context for the continuation.
+    """
+    import pyarrow.parquet as pq
+
+    files = sorted(rd.docs.glob("*.parquet")) if rd.docs.is_dir() else []
+    if not files:
+        raise LmforgeError(f"{rd.root.name} has no documents yet; make them with `lmforge run {rd.config} --until clean`")
+    pf = pq.ParquetFile(files[0])
+    rows = pf.read_row_group(0, columns=["text"]).column(0).to_pylist()
+    shots = []
+    for text in rows:
+        lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+        if len(lines) >= 2:
+            shots.append((lines[0][:80], " ".join(lines[1:])[:160]))
+        if len(shots) > FEW_SHOT_EXAMPLES:
+            break
+    if not shots:
+        raise LmforgeError(f"{rd.root.name}: no document with a title line and a body to build a few-shot prompt")
+    budget = max(8, seq_len - max_tokens - 1)
+    *examples, last = shots
+    while True:
+        prompt = "".join(f"Title: {t}\nText: {b}\n\n" for t, b in examples) + f"Title: {last[0]}\nText:"
+        if len(tok.encode(prompt)) <= budget or not examples:
+            break
+        examples = examples[1:]
+    return {"prompt": prompt, "examples": len(examples), "tokens": len(tok.encode(prompt))}
