@@ -137,18 +137,41 @@ class GenerationQueue:
         tok = loaded.tokenizer
         yield {"type": "start", "sample": index, "seed": seed, "prompt_tokens": len(prompt_ids), "step": loaded.step}
         choices = loaded.engine.generate_choices(prompt_ids, s.max_tokens, s.temperature, s.top_k, s.top_p, seed)
+        busy = threading.Lock()  # held while a worker thread computes a token
+
+        def step():
+            with busy:
+                return next(choices, None)
+
         decoder, count = tok.stream_decoder(), 0
         try:
-            while (choice := await asyncio.to_thread(next, choices, None)) is not None:
+            while (choice := await asyncio.to_thread(step)) is not None:
                 count += 1
                 self.tokens += 1
                 yield {"type": "token", "sample": index, "id": choice.id, "text": decoder.feed(choice.id),
                        "token": token_text(tok, choice.id), "prob": round(choice.prob, 6),
                        "top": [{"id": t, "token": token_text(tok, t), "prob": round(p, 6)} for t, p in choice.top]}
         finally:
-            choices.close()
+            _close_after(choices, busy)
         yield {"type": "end", "sample": index, "text": decoder.flush(), "tokens": count,
                "reason": "length" if count >= s.max_tokens else "end of text"}
+
+
+def _close_after(generator, busy: threading.Lock) -> None:
+    """Close the engine's generator; when the response was cancelled (closed tab) while a thread
+    still computes a token, close it once that token is done, from another thread."""
+    if busy.acquire(blocking=False):
+        try:
+            generator.close()
+        finally:
+            busy.release()
+        return
+
+    def close():
+        with busy:
+            generator.close()
+
+    threading.Thread(target=close, daemon=True).start()
 
 
 def token_text(tok, token_id: int) -> str:

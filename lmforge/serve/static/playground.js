@@ -41,6 +41,8 @@ LM.start(async () => {
     const body = { prompt: prompt.value, temperature: +value("temperature"), top_k: +value("top_k"), top_p: +value("top_p"),
       n: +value("n"), max_tokens: +value("max_tokens"), seed: value("seed") === "" ? null : +value("seed") };
     out.textContent = "";
+    const generation = String(+(out.dataset.generation || 0) + 1);
+    out.dataset.generation = generation; // tests and the bench wait for data-done to equal it
     info.textContent = "waiting for the model…";
     go.disabled = again.disabled = true;
     stop.disabled = false;
@@ -71,7 +73,7 @@ LM.start(async () => {
       }
       info.textContent = `checkpoint step ${boxes.step ?? "?"}; first token after ${first === null ? "–" : Math.round(first) + " ms"}; ` +
         `seeds ${boxes.seeds.join(", ")} (the same seed and settings give the same text)`;
-      out.dataset.done = "1";
+      out.dataset.done = generation;
     } catch (e) {
       info.textContent = e.name === "AbortError" ? "stopped" : "";
       if (e.name !== "AbortError") LM.notice(out, e.message, true);
