@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch is pinned here (the package accepts a range) so that the dev/CI path takes the CPU build.
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test bench python3-doc clean-runs
+.PHONY: install demo test bench python3-doc clean-runs screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,7 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,serve]'
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -28,12 +28,21 @@ python3-doc:
 
 demo: install python3-doc
 	$(BIN)/lmforge run configs/demo.toml
+	@echo ""
+	@echo "See every stage in the browser:  $(BIN)/lmforge serve runs/demo   (then open http://127.0.0.1:8600/)"
 
 test: install python3-doc
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 
 bench: install python3-doc
 	for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# The README's pictures of `lmforge serve`: the browser tests, saving their screenshots in docs/img/.
+# Korean and emoji need fonts to show in the pictures (the tests themselves do not).
+screenshots: install python3-doc
+	@if [ "$$(id -u)" = 0 ] && ! fc-list | grep -qi "noto sans cjk"; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk fonts-noto-color-emoji; fi
+	LMFORGE_SCREENSHOTS=docs/img OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q tests/serve/test_serve_browser.py
 
 clean-runs:
 	rm -rf runs/

@@ -75,6 +75,16 @@ const LM = (() => {
     return { runs: data.runs, root: data.root, run };
   }
 
+  // The header and the chosen run's summary, asked for at once when the address names the run.
+  async function open(active) {
+    const wanted = param("run");
+    const early = wanted ? api(`/api/runs/${encodeURIComponent(wanted)}`).catch(() => null) : null;
+    const head = await header(active);
+    let summary = null;
+    if (head.run) summary = (head.run === wanted && await early) || await api(`/api/runs/${encodeURIComponent(head.run)}`);
+    return { ...head, summary };
+  }
+
   // What a page needs that is not there yet, and the command that makes it.
   function missing(container, summary, needed, what) {
     const stages = summary.stages.filter((s) => needed.includes(s.stage) && s.state !== "complete");
@@ -168,5 +178,5 @@ const LM = (() => {
     });
   }
 
-  return { api, post, el, fmt, duration, param, withRun, header, missing, notice, lineChart, allMetrics, start, COLOURS };
+  return { api, post, el, fmt, duration, param, withRun, header, open, missing, notice, lineChart, allMetrics, start, COLOURS };
 })();

@@ -5,16 +5,16 @@ LM.start(async () => {
   const { el, fmt, api } = LM;
   const main = document.getElementById("main");
   let state, browseFn;
-  const { run } = await LM.header("/data");
+  const { run, summary } = await LM.open("/data");
   main.append(el("h1", { text: "Data" }));
   if (!run) { LM.notice(main, "No runs yet: make one with lmforge run configs/demo.toml"); return; }
   const base = `/api/runs/${encodeURIComponent(run)}`;
-  const summary = await api(base);
-  if (LM.missing(main, summary, ["crawl", "clean"], "The data view")) {
+  if (LM.missing(main, summary, ["clean"], "The data view")) {
     if (!summary.stages.some((s) => s.stage === "clean" && s.state === "stale")) return;
   }
-  main.append(funnelCard(await api(`${base}/funnel`)));
-  main.append(await browserCard());
+  const [funnel, facets] = await Promise.all([api(`${base}/funnel`), api(`${base}/facets`)]);
+  main.append(funnelCard(funnel));
+  main.append(await browserCard(facets));
 
   function funnelCard(f) {
     const max = f.records || 1;
@@ -42,8 +42,7 @@ LM.start(async () => {
 
   function browse(changes) { browseFn(changes); }
 
-  async function browserCard() {
-    const facets = await api(`${base}/facets`);
+  async function browserCard(facets) {
     const select = (id, label, values) => el("label", {}, label, el("select", { id }, el("option", { value: "", text: "any" }),
       values.map((v) => el("option", { value: v, text: v }))));
     const allReasons = [...new Set(Object.values(facets.reasons).flat())];

@@ -5,11 +5,10 @@
 LM.start(async () => {
   const { el, fmt, api } = LM;
   const main = document.getElementById("main");
-  const { run } = await LM.header("/playground");
+  const { run, summary } = await LM.open("/playground");
   main.append(el("h1", { text: "Playground" }));
   if (!run) { LM.notice(main, "No runs yet: make one with lmforge run configs/demo.toml"); return; }
   const base = `/api/runs/${encodeURIComponent(run)}`;
-  const summary = await api(base);
   if (!summary.has_checkpoint) { LM.missing(main, summary, ["train"], "The playground"); return; }
   const num = (id, label, value, attrs) => el("label", {}, label, el("input", { id, type: "number", value, ...attrs }));
   const prompt = el("textarea", { id: "prompt", rows: 4, maxlength: 8000, spellcheck: "false" });

@@ -4,11 +4,10 @@
 LM.start(async () => {
   const { el, fmt, api } = LM;
   const main = document.getElementById("main");
-  const { run } = await LM.header("/training");
+  const { run, summary } = await LM.open("/training");
   main.append(el("h1", { text: "Training" }));
   if (!run) { LM.notice(main, "No runs yet: make one with lmforge run configs/demo.toml"); return; }
   const base = `/api/runs/${encodeURIComponent(run)}`;
-  const summary = await api(base);
   const status = el("div", { class: "card", id: "train-status" });
   const charts = {};
   const names = [["loss", "Loss (nats/token)"], ["bpb", "Validation bits per byte"], ["lr", "Learning rate"],
