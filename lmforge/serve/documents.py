@@ -60,19 +60,25 @@ class _Files:
         # Writers rename finished files into place (hidden .tmp names before that): these are whole.
         return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
-    def open(self, path: Path):
+    def metadata(self, path: Path):
+        """The file's footer (row groups and their row counts), read once per version of the file."""
         import pyarrow.parquet as pq
 
         st = path.stat()
         key = (st.st_mtime_ns, st.st_size)
         with self._lock:
             hit = self._meta.get(path)
-            if hit and hit[0] == key:
-                return pq.ParquetFile(path, metadata=hit[1], pre_buffer=False)
-        pf = pq.ParquetFile(path, pre_buffer=False)
+        if hit and hit[0] == key:
+            return hit[1]
+        meta = pq.read_metadata(path)
         with self._lock:
-            self._meta[path] = (key, pf.metadata)
-        return pf
+            self._meta[path] = (key, meta)
+        return meta
+
+    def open(self, path: Path):
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(path, metadata=self.metadata(path), pre_buffer=False)
 
 
 class DocumentBrowser:
@@ -88,14 +94,14 @@ class DocumentBrowser:
             raise BadRequest("offset pages only the unfiltered list; with filters or a cursor follow `next`")
         start = Cursor.parse(cursor) if cursor else self._seek(files, offset)
         rows, nxt, partial = self._scan(files, start, filters, q, size)
-        total = None if filtered else sum(self.files.open(p).metadata.num_rows for p in files)
+        total = None if filtered else sum(self.files.metadata(p).num_rows for p in files)
         return {"rows": rows, "next": str(nxt) if nxt else None, "partial": partial, "total": total,
                 "files": len(files)}
 
     def _seek(self, files: list[Path], offset: int) -> Cursor:
         """The cursor of row number ``offset`` of the folder, from the metadata alone."""
         for f, path in enumerate(files):
-            meta = self.files.open(path).metadata
+            meta = self.files.metadata(path)
             for g in range(meta.num_row_groups):
                 n = meta.row_group(g).num_rows
                 if offset < n:
@@ -127,10 +133,10 @@ class DocumentBrowser:
         files = self.files.list(folder)
         if c.file >= len(files):
             raise NotFound(f"no document at {c}")
-        pf = self.files.open(files[c.file])
-        if c.group >= pf.metadata.num_row_groups or c.row >= pf.metadata.row_group(c.group).num_rows:
+        meta = self.files.metadata(files[c.file])
+        if c.group >= meta.num_row_groups or c.row >= meta.row_group(c.group).num_rows:
             raise NotFound(f"no document at {c}")
-        row = pf.read_row_group(c.group).slice(c.row, 1).to_pylist()[0]
+        row = self.files.open(files[c.file]).read_row_group(c.group).slice(c.row, 1).to_pylist()[0]
         text = row.get("text") or ""
         row["text"], row["truncated"] = text[:DOC_TEXT_LIMIT], len(text) > DOC_TEXT_LIMIT
         row["cursor"], row["file"] = str(c), files[c.file].name

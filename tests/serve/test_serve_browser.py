@@ -53,10 +53,11 @@ def open_page(page, server, name: str, run: str = "tiny"):
     assert page.locator(".notice.error").count() == 0, page.locator(".notice.error").all_inner_texts()
 
 
-def screenshot(page, name: str, tmp_path: Path) -> None:
+def screenshot(page, name: str, tmp_path: Path, keep_hover: bool = False) -> None:
     folder = Path(os.environ.get("LMFORGE_SCREENSHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
-    page.mouse.move(0, 0)
+    if not keep_hover:
+        page.mouse.move(0, 0)
     page.screenshot(path=str(folder / f"serve-{name}.png"), full_page=False)
     assert (folder / f"serve-{name}.png").stat().st_size > 5000
 
@@ -164,7 +165,7 @@ def test_playground_streams_tokens_and_a_seed_reproduces(page, server, tmp_path)
     token.hover()
     tip = page.locator(".tip")
     assert tip.is_visible() and tip.locator("tr").count() == 5 and "p = " in tip.inner_text()
-    screenshot(page, "playground", tmp_path)
+    screenshot(page, "playground", tmp_path, keep_hover=True)
     assert page.errors == []
 
 
