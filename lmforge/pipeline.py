@@ -275,6 +275,9 @@ def check_outputs(stage: str, rd: RunDir, stats: dict) -> None:
 
 
 def _output_problem(stage: str, rd: RunDir, stats: dict) -> str:
+    if stage == "crawl" and stats.get("fetched", 0) + stats.get("previously_fetched", 0) == 0:
+        errors = ", ".join(f"{k}: {v}" for k, v in (stats.get("errors") or {}).items())
+        return "no page was fetched" + (f" ({errors})" if errors else "") + "; check the seeds and the network"
     if stage == "clean" and not any(rd.docs.glob("*.parquet")):
         return f"no documents were written to {rd.docs}"
     if stage == "tokenizer" and not (rd.tokenizer / "tokenizer.json").exists():

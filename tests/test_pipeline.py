@@ -35,7 +35,7 @@ def calls(monkeypatch):
                 path = FAKE_OUTPUTS[stage](rd)
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(MANIFEST if stage == "tokenize" else "x")
-            return {"stage": stage}
+            return {"stage": stage, "fetched": 1} if stage == "crawl" else {"stage": stage}
         return run_stage
 
     monkeypatch.setattr(pipeline, "stage_function", fake)
@@ -83,7 +83,7 @@ def test_failed_stage_is_not_marked_complete(tmp_path, monkeypatch):
         def run_stage(cfg, rd):
             if stage == "clean":
                 raise LmforgeError("no documents")
-            return {}
+            return {"fetched": 1}
         return run_stage
 
     monkeypatch.setattr(pipeline, "stage_function", boom)
@@ -96,11 +96,21 @@ def test_failed_stage_is_not_marked_complete(tmp_path, monkeypatch):
 
 def test_a_stage_without_its_outputs_is_not_marked_complete(tmp_path, monkeypatch):
     """A stage that returns without writing what the next stage reads fails, and is not complete."""
-    monkeypatch.setattr(pipeline, "stage_function", lambda stage: lambda cfg, rd: {})
+    monkeypatch.setattr(pipeline, "stage_function", lambda stage: lambda cfg, rd: {"fetched": 1})
     cfg = make_cfg(tmp_path)
     with pytest.raises(LmforgeError, match="clean: no documents were written .* not marked complete"):
         pipeline.run_pipeline(cfg, log=quiet)
     assert not RunDir(cfg.run_path).is_complete("clean")
+
+
+def test_a_crawl_that_fetched_nothing_is_not_complete(tmp_path, monkeypatch):
+    stats = {"fetched": 0, "previously_fetched": 0, "errors": {"ConnectionRefused": 1}}
+    monkeypatch.setattr(pipeline, "stage_function", lambda stage: lambda cfg, rd: dict(stats))
+    with pytest.raises(LmforgeError, match=r"crawl: no page was fetched \(ConnectionRefused: 1\)"):
+        pipeline.run_pipeline(make_cfg(tmp_path), log=quiet)
+    with pytest.raises(LmforgeError, match="crawl: no page was fetched"):  # a config with no seeds at all
+        pipeline.run_pipeline(config_from_dict({"name": "e", "runs_dir": str(tmp_path)}), log=quiet)
+    assert not RunDir(tmp_path / "t").is_complete("crawl") and not RunDir(tmp_path / "e").is_complete("crawl")
 
 
 def test_a_non_finite_training_loss_is_not_complete(tmp_path, calls, monkeypatch):

@@ -94,7 +94,7 @@ def fake_stages(monkeypatch):
             if stage in FAKE_OUTPUTS:
                 FAKE_OUTPUTS[stage](rd).parent.mkdir(parents=True, exist_ok=True)
                 FAKE_OUTPUTS[stage](rd).write_text(MANIFEST if stage == "tokenize" else "x")
-            return {}
+            return {"fetched": 1}
         return run_stage
 
     monkeypatch.setattr(pipeline, "stage_function", fake)
