@@ -206,14 +206,14 @@ def run_stages(cfg: RunConfig, force: list[str] = (), only: list[str] = (), unti
             if decision.action == "skip":
                 log(f"[{stage}] complete, skipped (use --force {stage} to rerun)")
                 continue
-            _announce(stage, decision, len(selected) - i - 1, log)
+            announce(stage, decision, len(selected) - i - 1, log)
             lock.set_stage(stage)
             run_one(stage, cfg, rd, decision, log)
         lock.set_stage("")
     return rd
 
 
-def _announce(stage: str, decision: Decision, later: int, log: Callable[[str], None]) -> None:
+def announce(stage: str, decision: Decision, later: int, log: Callable[[str], None]) -> None:
     if not decision.reason:
         return
     how = "resuming" if decision.action == "resume" else "rerunning"

@@ -63,7 +63,7 @@ def _agree_on_decision(cfg, rd, force: bool, lock):
     import torch.distributed as dist
 
     from lmforge.errors import LmforgeError
-    from lmforge.pipeline import begin_stage, decide
+    from lmforge.pipeline import announce, begin_stage, decide
     from lmforge.rundir import remove_stale_temps
 
     box: list = [None]
@@ -73,6 +73,7 @@ def _agree_on_decision(cfg, rd, force: bool, lock):
             lock.set_stage("train")
             remove_stale_temps(rd.root)
             decision = decide("train", cfg, rd, force)
+            announce("train", decision, 0, print)
             record = begin_stage("train", cfg, rd, decision, print) if decision.action != "skip" else None
             box[0] = ("ok", decision, record)
         except LmforgeError as exc:
