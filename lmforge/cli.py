@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.register(subparsers)
     _register_report(subparsers)
+    _register_status(subparsers)
     return parser
 
 
@@ -49,10 +50,10 @@ def add_override_args(p: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args) -> int:
     from lmforge.config import load_config
-    from lmforge.pipeline import run_pipeline
+    from lmforge.pipeline import run_stages
 
     cfg = load_config(args.config, args.overrides)
-    rd = run_pipeline(cfg, force=args.force, only=args.only, until=args.until)
+    rd = run_stages(cfg, force=args.force, only=args.only, until=args.until)
     _print_summary(rd)
     return 0
 
@@ -84,6 +85,40 @@ def _cmd_report(args) -> int:
     from lmforge.report import write_report
 
     print(f"report: {write_report(args.run_dir)}")
+    return 0
+
+
+def _register_status(subparsers) -> None:
+    p = subparsers.add_parser("status", help="each stage of a run: complete, stale (and why), missing or running",
+                              description="Show each stage of RUN as complete / stale (and why) / missing / running "
+                              "(PID). RUN is a run directory (compared with the config it last ran with) or a "
+                              "config file (what `lmforge run CONFIG` would redo).")
+    p.add_argument("run", help="a run directory (runs/demo) or a TOML config")
+    add_override_args(p)
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.set_defaults(func=_cmd_status)
+
+
+def _cmd_status(args) -> int:
+    import json
+    from pathlib import Path
+
+    from lmforge.config import load_config
+    from lmforge.runlock import holder
+    from lmforge.status import format_status, run_status
+
+    target = Path(args.run)
+    if target.is_dir():
+        root, rows = target, run_status(target)
+    elif target.is_file():
+        cfg = load_config(target, args.overrides)
+        root, rows = cfg.run_path, run_status(cfg.run_path, cfg, str(target))
+    else:
+        raise LmforgeError(f"{target}: no such run directory or config file (runs are under runs/)")
+    if args.json:
+        print(json.dumps({"run": str(root), "stages": [r.to_dict() for r in rows]}, ensure_ascii=False))
+    else:
+        print(format_status(rows, root, holder(root)))
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -35,6 +36,8 @@ class RunConfig:
     """Folder that holds the run directories (relative to the current directory)."""
     seed: int = 1337
     """Seed for every random choice of the run (splits, init, data order)."""
+    hash_inputs: bool = False
+    """Fingerprint external input files by their content (SHA-256) rather than their size and mtime."""
     collect: CollectConfig = field(default_factory=CollectConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -155,6 +158,10 @@ def _coerce(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> 
 def _coerce_scalar(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> Any:
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, float) and not math.isfinite(value):
+        # TOML allows nan and inf; no setting of ours means either (an lr of inf trains to NaN)
+        problems.append(TypeProblem(f"{origin}: {key}: must be a finite number, got {value!r}"))
+        return value
     if tp is Any or (isinstance(value, tp) and not (tp is int and isinstance(value, bool))):
         return value
     problems.append(TypeProblem(f"{origin}: {key}: expected {tp.__name__}, got {value!r} ({type(value).__name__})"))

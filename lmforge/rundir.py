@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,13 +102,33 @@ class RunDir:
     def _marker(self, stage: str) -> Path:
         return self.root / ".complete" / stage
 
+    def _started(self, stage: str) -> Path:
+        return self.root / ".started" / stage
+
     def is_complete(self, stage: str) -> bool:
+        """The stage finished (whether it is still up to date is `lmforge status`'s question)."""
         return self._marker(stage).exists()
 
-    def mark_complete(self, stage: str, stats: dict) -> None:
-        """Write the stage's stats, then its marker: the marker is the last thing written."""
+    def read_record(self, stage: str) -> dict | None:
+        """The completion record of a stage (its fingerprint and settings), or None if it has none."""
+        return _read_json_or_empty(self._marker(stage)) if self._marker(stage).exists() else None
+
+    def read_started(self, stage: str) -> dict | None:
+        """The record of a stage that started and has not completed (interrupted, or running)."""
+        return _read_json_or_empty(self._started(stage)) if self._started(stage).exists() else None
+
+    def write_started(self, stage: str, record: dict) -> None:
+        write_json_atomic(self._started(stage), record)
+
+    def write_record(self, stage: str, record: dict, stats: dict) -> None:
+        """Write the stage's stats, then its record: the record is the last thing written."""
         write_json_atomic(self.stats / f"{stage}.json", stats)
-        write_text_atomic(self._marker(stage), "complete\n")
+        write_json_atomic(self._marker(stage), record)
+        self._started(stage).unlink(missing_ok=True)
+
+    def mark_complete(self, stage: str, stats: dict) -> None:
+        """A completion record without a fingerprint (always reported stale by `lmforge status`)."""
+        self.write_record(stage, {"stage": stage}, stats)
 
     def clear_marker(self, stage: str) -> None:
         self._marker(stage).unlink(missing_ok=True)
@@ -122,3 +143,31 @@ class RunDir:
             shutil.rmtree(path)
         path.mkdir(parents=True)
         return path
+
+
+def _read_json_or_empty(path: Path) -> dict:
+    """A record's JSON; a marker from before records (the word ``complete``) reads as ``{}``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+TEMP_NAME = re.compile(r"^\..+\.(\d+\.)?tmp$")
+
+
+def remove_stale_temps(root: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files and folders (``.NAME.PID.tmp``) that a killed stage left.
+
+    Called only by a process that holds the run's lock, so no live writer owns any of them.
+    """
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            if TEMP_NAME.match(name):
+                path = Path(dirpath) / name
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                removed.append(path)
+        dirnames[:] = [d for d in dirnames if not TEMP_NAME.match(d)]
+    return removed

@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--no-quality", action="store_true", help="skip the Gopher/FineWeb quality rules")
     p.add_argument("--no-dedup", action="store_true", help="skip exact and MinHash deduplication")
     p.add_argument("--no-pii", action="store_true", help="keep e-mails, IPs and phone numbers as they are")
+    p.add_argument("--force", action="store_true", help="clean again even if OUT is complete and up to date")
     add_override_args(p)
     p.set_defaults(func=_cmd_clean)
 
@@ -36,14 +37,14 @@ def register(subparsers) -> None:
 def _cmd_clean(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from lmforge.clean.pipeline import run_stage
     from lmforge.config import config_from_dict
-    from lmforge.rundir import RunDir
+    from lmforge.pipeline import run_stages
 
-    cfg = config_from_dict(_config_data(args), origin="lmforge clean")
-    rd = RunDir(Path(args.out))
-    stats = run_stage(cfg, rd)
-    rd.mark_complete("clean", stats)
+    out = Path(args.out).resolve()
+    data = {**_config_data(args), "runs_dir": str(out.parent), "name": out.name}
+    cfg = config_from_dict(data, origin="lmforge clean")
+    rd = run_stages(cfg, only=["clean"], force=["clean"] if args.force else [])
+    stats = rd.read_stats("clean")
     print(f"kept {stats['docs']} of {stats['records']} records -> {rd.docs} (rejects: {rd.rejects}, "
           f"stats: {rd.stats / 'clean.json'})")
     return 0

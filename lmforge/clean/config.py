@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
@@ -74,6 +75,9 @@ class QualityConfig:
 @dataclass
 class CleanConfig:
     """``[clean]``: turns raw records into documents worth training on."""
+
+    # Settings that change how fast, not what: outside the stage fingerprint (lmforge/fingerprint.py).
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"workers", "executor"})
 
     inputs: list[InputSpec] = field(default_factory=list)
     """Existing archives to read; empty reads this run's crawl/*.warc.gz as source 'web'."""

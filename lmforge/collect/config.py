@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 def default_helper_processes() -> int:
@@ -16,6 +17,10 @@ def default_helper_processes() -> int:
 @dataclass
 class CollectConfig:
     """``[collect]``: the crawler. With no seeds and ``serve_demo = false`` the stage is skipped."""
+
+    # Settings that change how fast, not what: outside the stage fingerprint (lmforge/fingerprint.py).
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({
+        "concurrency", "per_host_concurrency", "helper_processes", "warc_gzip_level"})
 
     seeds: list[str] = field(default_factory=list)
     """Start URLs (http or https)."""

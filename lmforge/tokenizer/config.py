@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
 class TokenizerConfig:
     """``[tokenizer]``: byte-level BPE training and token shards."""
+
+    # Settings that change how fast, not what: outside the stage fingerprint (lmforge/fingerprint.py).
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"workers"})
 
     vocab_size: int = 4096
     """Total vocabulary, the 256 byte tokens and the special tokens included."""

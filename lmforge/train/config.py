@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 
 @dataclass
 class TrainConfig:
     """``[train]``: next-token prediction with AdamW, warmup and cosine decay."""
+
+    # Settings that change how fast, not what: outside the stage fingerprint (lmforge/fingerprint.py).
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({
+        "threads", "log_every", "checkpoint_every", "keep_checkpoints", "device", "compile", "peak_flops"})
 
     max_steps: int = 200
     batch_size: int = 16
