@@ -10,13 +10,12 @@ import json
 import re
 import statistics
 import tomllib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
 from lmforge.rundir import RunDir
 
-STAGES = ("crawl", "clean", "tokenizer", "tokenize", "train", "sample", "report")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 # A metrics request reads at most this much of the file; the page asks again for the rest.
 METRICS_CHUNK = 4 << 20
@@ -55,34 +54,11 @@ class RunsFolder:
         return RunDir(path)
 
 
-@dataclass
-class StageState:
-    """A stage as `lmforge status` reports it (lmforge.status.StageStatus has the same fields)."""
-
-    stage: str
-    state: str
-    reason: str
-    pid: int | None
-    command: str
-
-
 def stage_states(rd: RunDir) -> list[dict]:
-    try:
-        from lmforge.status import run_status
+    """Each stage as `lmforge status` reports it: complete, stale (and why), missing, running or unused."""
+    from lmforge.status import run_status
 
-        return [asdict(s) for s in run_status(rd.root)]
-    except ImportError:  # an lmforge without `lmforge status`: completion markers only
-        return [asdict(s) for s in _marker_states(rd)]
-
-
-def _marker_states(rd: RunDir) -> list[StageState]:
-    """Completion markers only: complete or missing."""
-    states = []
-    for stage in STAGES:
-        done = rd.is_complete(stage)
-        states.append(StageState(stage, "complete" if done else "missing", "" if done else "not run yet", None,
-                                 f"lmforge run {rd.config} --only {stage}"))
-    return states
+    return [asdict(s) for s in run_status(rd.root)]
 
 
 def read_config(rd: RunDir) -> dict:

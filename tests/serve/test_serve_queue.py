@@ -49,6 +49,15 @@ class ByteTokenizer:
         return StreamDecoder(self)
 
 
+def run_async(make_coroutine):
+    """asyncio.run in a thread of its own (Playwright's sync API may hold this thread's loop)."""
+    result = []
+    thread = threading.Thread(target=lambda: result.append(asyncio.run(make_coroutine())))
+    thread.start()
+    thread.join(60)
+    return result[0]
+
+
 def loaded(delay=0.0) -> LoadedModel:
     return LoadedModel(SlowEngine(delay), ByteTokenizer(), seq_len=64, step=1)
 
@@ -66,7 +75,7 @@ def test_at_most_max_running_generate_at_once():
     async def main():
         return await asyncio.gather(*(one() for _ in range(5)))
 
-    assert asyncio.run(main()) == [True] * 5
+    assert run_async(main) == [True] * 5
     assert peak == 2 and queue.running == queue.waiting == 0 and model.engine.computed == 25
 
 
@@ -81,7 +90,7 @@ def test_events_of_a_sample():
     async def collect():
         return [e async for e in GenerationQueue().stream(loaded(), Settings("hi", max_tokens=3, n=2, seed=4))]
 
-    events = asyncio.run(collect())
+    events = run_async(collect)
     assert [e["type"] for e in events] == ["start", "token", "token", "token", "end"] * 2 + ["done"]
     assert [e["seed"] for e in events if e["type"] == "start"] == [4, 5]
     assert events[1]["text"] == "A" and events[1]["top"][1] == {"id": 66, "token": "B", "prob": 0.25}
