@@ -231,7 +231,7 @@ def main() -> None:
     import torch
 
     sys.path.insert(0, str(ROOT / "tests" / "serve"))
-    from conftest import ServerThread
+    from lmf_serve_server import ServerThread
     from lmforge.serve.app import create_app
 
     print(f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, documents {args.docs:,}")

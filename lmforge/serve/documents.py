@@ -143,18 +143,21 @@ class DocumentBrowser:
         return row
 
     def languages(self, folder: Path) -> list[str]:
-        """The distinct languages of a folder (one small column per file, remembered per file state)."""
-        import pyarrow.compute as pc
+        """The distinct languages of a folder, remembered per file version. The column is read as
+        dictionary-encoded, so only its few distinct strings are decoded, not one per document."""
+        import pyarrow.parquet as pq
 
         found: set[str] = set()
         for path in self.files.list(folder):
             st = path.stat()
             key = (path, st.st_mtime_ns, st.st_size)
             if key not in self._languages:
-                pf = self.files.open(path)
-                names = pf.schema_arrow.names
-                col = pf.read(columns=["language"]).column(0) if "language" in names else None
-                self._languages[key] = [] if col is None else [v for v in pc.unique(col).to_pylist() if v]
+                pf = pq.ParquetFile(path, metadata=self.files.metadata(path), read_dictionary=["language"])
+                values: set[str] = set()
+                if "language" in pf.schema_arrow.names:
+                    for chunk in pf.read(columns=["language"]).column(0).chunks:
+                        values.update(chunk.dictionary.to_pylist() if hasattr(chunk, "dictionary") else chunk.to_pylist())
+                self._languages[key] = sorted(v for v in values if v)
             found.update(self._languages[key])
         return sorted(found)
 

@@ -99,7 +99,7 @@ def test_events_of_a_sample():
 def test_a_closed_connection_stops_its_generation(runs_root):
     import httpx
 
-    from conftest import ServerThread
+    from lmf_serve_server import ServerThread
     from lmforge.serve.app import create_app
 
     app = create_app(runs_root)
