@@ -140,7 +140,8 @@ const LM = (() => {
       const yv = y0 + (y1 - y0) * i / 4, y = T + (1 - i / 4) * (H - T - B);
       add("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid" });
       const label = opts.logY ? Math.pow(10, yv) : yv;
-      add("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, Math.abs(label) >= 1000 ? label.toExponential(1) : label.toPrecision(3));
+      const small = label !== 0 && Math.abs(label) < 0.01;
+      add("text", { x: L - 6, y: y + 4, "text-anchor": "end" }, Math.abs(label) >= 1000 || small ? label.toExponential(1) : label.toPrecision(3));
     }
     for (let i = 0; i <= 5; i++) {
       const xv = x0 + (x1 - x0) * i / 5;
