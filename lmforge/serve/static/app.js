@@ -75,6 +75,16 @@ const LM = (() => {
     return { runs: data.runs, root: data.root, run };
   }
 
+  // Start a request for the run named in the address before the header is drawn (the page's
+  // requests then run at once instead of one after another); null when no run is named.
+  function early(suffix) {
+    const run = param("run");
+    if (!run) return null;
+    const request = api(`/api/runs/${encodeURIComponent(run)}${suffix}`);
+    request.catch(() => null); // its error is read where it is awaited
+    return request;
+  }
+
   // The header and the chosen run's summary, asked for at once when the address names the run.
   async function open(active) {
     const wanted = param("run");
@@ -183,5 +193,5 @@ const LM = (() => {
     });
   }
 
-  return { api, post, el, fmt, duration, param, withRun, header, open, missing, notice, lineChart, allMetrics, start, COLOURS };
+  return { api, post, el, fmt, duration, param, withRun, header, open, early, missing, notice, lineChart, allMetrics, start, COLOURS };
 })();

@@ -5,14 +5,17 @@ LM.start(async () => {
   const { el, fmt, api } = LM;
   const main = document.getElementById("main");
   let state, browseFn;
+  // asked for at once with the header; the funnel waits: it is a 404 (a console error) when clean is missing
+  const prefetch = { facets: LM.early("/facets"), docs: LM.early("/documents?kind=docs&size=25") };
   const { run, summary } = await LM.open("/data");
+  if (run !== LM.param("run")) prefetch.facets = prefetch.docs = null;
   main.append(el("h1", { text: "Data" }));
   if (!run) { LM.notice(main, "No runs yet: make one with lmforge run configs/demo.toml"); return; }
   const base = `/api/runs/${encodeURIComponent(run)}`;
   if (LM.missing(main, summary, ["clean"], "The data view")) {
     if (!summary.stages.some((s) => s.stage === "clean" && s.state === "stale")) return;
   }
-  const [funnel, facets] = await Promise.all([api(`${base}/funnel`), api(`${base}/facets`)]);
+  const [funnel, facets] = await Promise.all([api(`${base}/funnel`), prefetch.facets || api(`${base}/facets`)]);
   main.append(funnelCard(funnel));
   main.append(await browserCard(facets));
 
@@ -65,7 +68,10 @@ LM.start(async () => {
     };
     async function load() {
       let page;
-      try { page = await api(`${base}/documents?${query()}`); } catch (e) {
+      const url = `${base}/documents?${query()}`;
+      const prefetched = prefetch.docs && url.endsWith("/documents?kind=docs&size=25") ? prefetch.docs : null;
+      prefetch.docs = null;
+      try { page = await (prefetched || api(url)); } catch (e) {
         list.textContent = ""; list.append(el("li", { class: "error", text: e.message })); return;
       }
       list.textContent = "";

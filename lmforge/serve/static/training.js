@@ -4,7 +4,9 @@
 LM.start(async () => {
   const { el, fmt, api } = LM;
   const main = document.getElementById("main");
+  let prefetched = LM.early("/metrics?offset=0");
   const { run, summary } = await LM.open("/training");
+  if (run !== LM.param("run")) prefetched = null;
   main.append(el("h1", { text: "Training" }));
   if (!run) { LM.notice(main, "No runs yet: make one with lmforge run configs/demo.toml"); return; }
   const base = `/api/runs/${encodeURIComponent(run)}`;
@@ -47,7 +49,8 @@ LM.start(async () => {
     try {
       let page;
       do {
-        page = await api(`${base}/metrics?offset=${offset}`);
+        page = await ((offset === 0 && prefetched) || api(`${base}/metrics?offset=${offset}`));
+        prefetched = null;
         if (page.reset) rows.length = 0;
         rows.push(...page.rows);
         const grew = page.offset !== offset;
