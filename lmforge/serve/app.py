@@ -6,7 +6,7 @@ Every error is JSON ``{"error": "..."}`` with a 4xx status; nothing from the run
 executed or unpickled (Parquet, JSON, TOML, WARC and safetensors are read as data).
 """
 
-
+# No `from __future__ import annotations` here: FastAPI reads the request models' annotations at run time.
 import json
 import threading
 from pathlib import Path
