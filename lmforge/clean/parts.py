@@ -101,7 +101,7 @@ def _reject_row(r: Reject) -> dict:
 def _stats_dict(stats: CleanStats) -> dict:
     return {"steps": {name: dict(c) for name, c in stats.steps.items()}, "seconds": dict(stats.seconds),
             "skipped": dict(stats.skipped), "sources": {s: dict(c) for s, c in stats.sources.items()},
-            "totals": dict(stats.totals)}
+            "totals": dict(stats.totals), "unreadable": stats.unreadable}
 
 
 def _stats(data: dict) -> CleanStats:
@@ -113,4 +113,5 @@ def _stats(data: dict) -> CleanStats:
     for source, counts in data["sources"].items():
         stats.sources[source].update(counts)
     stats.totals.update(data["totals"])
+    stats.unreadable.update(data.get("unreadable", {}))
     return stats

@@ -77,6 +77,10 @@ def run_stage(cfg, rd) -> dict:
     out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
                docs_per_second=round(stats.totals["records"] / max(time.perf_counter() - t0, 1e-9), 1))
     _log_funnel(out)
+    from lmforge.clean.stats import check_kept, log_unreadable
+
+    log_unreadable(out)
+    check_kept(out)
     return out
 
 
@@ -228,16 +232,20 @@ def process_shard(shard: Shard, c: CleanConfig, progress=None) -> ShardResult:
 
     ``progress(1)`` is called per record when given (in-process runs drive a progress bar with it).
     """
-    from lmforge.collect.readers import iter_records
+    from lmforge.collect.readers import UnreadableInput, iter_records
 
     result = ShardResult()
     steps = build_filters(c)
     for f in shard.files:
-        for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
-            if i % shard.n_slices == shard.slice:
-                _process_record(record, f, i, steps, c, result)
-                if progress is not None:
-                    progress(1)
+        try:
+            for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
+                if i % shard.n_slices == shard.slice:
+                    _process_record(record, f, i, steps, c, result)
+                    if progress is not None:
+                        progress(1)
+        except UnreadableInput as exc:  # counted once (by the file's first slice); the other files go on
+            if shard.slice == 0:
+                result.stats.unreadable[f.path] = str(exc)
     return result
 
 
