@@ -71,7 +71,10 @@ def run_stage(cfg, rd) -> dict:
         stats.merge(part)
     from lmforge.clean.outputs import write_outputs
 
-    write_outputs(rd.clean_parts, [s.index for s in shards], c, stats, _by_url(c), rd.docs, rd.rejects)
+    from lmforge.clean.dedup.stages import process_map
+
+    write_outputs(rd.clean_parts, [s.index for s in shards], c, stats, _by_url(c), rd.docs, rd.rejects,
+                  process_map(workers, c.executor))
     shutil.rmtree(rd.clean_parts)  # the outputs hold it all now
     out = stats.as_dict()
     out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
@@ -274,7 +277,6 @@ def _process_record(record, f: InputFile, index: int, steps: list, c: CleanConfi
         return
     if c.pii:
         _mask(doc, stats)
-    _sign(doc, c, stats)
     result.docs.append(doc)
 
 
@@ -347,21 +349,6 @@ def _mask(doc: Document, stats: CleanStats) -> None:
     doc.text = mask_pii(doc.text, masks)
     counts.update({"in": 1, "out": 1, **{f"masked_{k}": v for k, v in masks.items()}})
     stats.seconds["pii"] += time.perf_counter() - t0
-
-
-def _sign(doc: Document, c: CleanConfig, stats: CleanStats) -> None:
-    """Hashes for dedup, computed here so the pool does the expensive part."""
-    from lmforge.clean.dedup.exact import text_hash
-    from lmforge.clean.dedup.minhash import signature
-
-    if c.exact_dedup:
-        t0 = time.perf_counter()
-        doc.meta["sha1"] = text_hash(doc.text)
-        stats.seconds["exact_dedup"] += time.perf_counter() - t0
-    if c.minhash_dedup:
-        t0 = time.perf_counter()
-        doc.meta["minhash"] = signature(doc.text, c.minhash_num_perm)
-        stats.seconds["near_dedup"] += time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- the funnel
