@@ -92,6 +92,9 @@ class CleanConfig:
     """Regexes; a document whose URL matches one is dropped."""
     quality: QualityConfig = field(default_factory=QualityConfig)
     """``[clean.quality]``: the Gopher/FineWeb quality thresholds."""
+    url_dedup: bool = True
+    """Keep one page per URL as web servers spell it (``/`` and ``/index.html`` are one page), also
+    with exact and near dedup switched off."""
     exact_dedup: bool = True
     minhash_dedup: bool = True
     minhash: MinHashConfig = field(default_factory=MinHashConfig)

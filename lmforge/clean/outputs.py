@@ -37,7 +37,7 @@ def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url
     from lmforge.clean.dedup.stages import deduplicate, removed_rows
 
     for step, counts in deduplicate(folder, indexes, c.exact_dedup, c.minhash_dedup, c.minhash, by_url,
-                                    map_fn).items():
+                                    map_fn, url=c.url_dedup).items():
         stats.seconds[step] += counts.pop("seconds")
         stats.step(step).update(counts)
     removed = {i: removed_rows(folder, i) for i in indexes}  # as many entries as duplicates

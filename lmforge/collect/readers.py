@@ -26,6 +26,9 @@ class UnreadableInput(LmforgeError):
     """A whole input file that cannot be read (empty, not its format, a wrong column type): the
     stage counts it as ``unreadable`` with this message and goes on with the other files."""
 
+    def __init__(self, message: str):
+        super().__init__(" ".join(message.split()))  # one line, whatever the library's message held
+
 
 def expand_inputs(pattern: str) -> list[Path]:
     """Files named by a path, a folder or a glob, sorted; raise if none exists. A URL is kept as a str."""
@@ -76,6 +79,8 @@ def _format_from_name(name: str) -> str | None:
 def sniff_format(path: Path) -> str | None:
     """The format of a local file from its first bytes, decompressed first if they are gzip, zstd
     or lz4; None when they name none (WET files are WARC files, read by the same reader)."""
+    import zlib
+
     try:
         with open(path, "rb") as f:
             raw = f.read(8)
@@ -83,7 +88,7 @@ def sniff_format(path: Path) -> str | None:
             if raw.startswith(b"PAR1"):
                 return "parquet"
             head = _decompressed(f, raw).read(4096)
-    except (OSError, EOFError, ValueError):
+    except (OSError, EOFError, ValueError, zlib.error):  # damaged from the start: not this format
         return None
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     if text.startswith(b"WARC/"):

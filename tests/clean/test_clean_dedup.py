@@ -159,3 +159,26 @@ def test_stages_resume_and_a_process_pool_gives_the_same(tmp_path):
 def test_exact_hash_ignores_case_and_spacing():
     a, b, c = exact_hashes(["Hello   World\n", "hello world", "hello world!"])
     assert a == b != c
+
+
+def test_one_page_per_url_spelling_even_without_text_dedup(tmp_path):
+    pages = [("root", "http://a.test/"), ("index", "http://A.test:80/index.html"), ("docs", "http://a.test/docs/"),
+             ("docs-index", "http://a.test/docs/Index.htm#top"), ("https", "https://a.test/"),
+             ("query", "http://a.test/?b=2&a=1"), ("query2", "http://a.test/index.php?a=1&b=2"), ("local", ""),
+             ("local2", "")]
+    docs = [(i, url, " ".join(words(k, 50))) for k, (i, url) in enumerate(pages)]
+    indexes = write_parts(tmp_path / "p", docs, 4)
+    counts = deduplicate(tmp_path / "p", indexes, False, False, MinHashConfig(), by_url=False, url=True)
+    assert removals(tmp_path / "p", indexes, docs, 4) == {
+        "index": ("duplicate_url", "root"), "docs-index": ("duplicate_url", "docs"), "query2": ("duplicate_url", "query")}
+    assert list(counts) == ["url_dedup"] and counts["url_dedup"]["dropped_duplicate_url"] == 3
+
+
+def test_url_duplicates_do_not_link_their_text_to_the_kept_page(tmp_path):
+    a, b = words(1, 300), words(2, 300)
+    docs = [("a", "http://x.test/", " ".join(a)), ("a-index", "http://x.test/index.html", " ".join(b)),
+            ("b-copy", "http://x.test/b", " ".join(edit(b, 150, 1)))]
+    indexes = write_parts(tmp_path / "p", docs, 2)
+    deduplicate(tmp_path / "p", indexes, True, True, MinHashConfig(), by_url=False, url=True)
+    # a-index goes for its URL; its near copy b-copy stays, as nothing kept is like it
+    assert removals(tmp_path / "p", indexes, docs, 2) == {"a-index": ("duplicate_url", "a")}

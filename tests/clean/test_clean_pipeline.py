@@ -102,7 +102,7 @@ def test_end_to_end_docs_rejects_and_stats(tmp_path):
     assert stats["records"] == len(PAGES) and stats["docs"] == len(EXPECTED_KEPT)
     assert stats["reader_skipped"] == {"record_request": 1}
     steps = stats["steps"]
-    assert list(steps) == ["extract", "language", "quality", "pii", "exact_dedup", "near_dedup"]
+    assert list(steps) == ["extract", "language", "quality", "pii", "url_dedup", "exact_dedup", "near_dedup"]
     for name, counts in steps.items():
         dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
         assert counts["in"] == counts["out"] + dropped, name

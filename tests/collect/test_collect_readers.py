@@ -320,3 +320,41 @@ def test_unreadable_files_raise_one_named_error(tmp_path):
         list(iter_records(tmp_path / "ints.parquet"))
     with pytest.raises(UnreadableInput, match="empty file"):
         list(iter_records(tmp_path / "empty.warc.gz"))
+
+
+_MAGICS = [b"", b"\x1f\x8b\x08\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"WARC/1.1\r\n", b"PAR1", b"{\"text\": ",
+           b"filedesc://"]
+_NAMES = ["x.warc.gz", "x.warc", "x.wet.gz", "x.arc.gz", "x.parquet", "x.jsonl", "x.jsonl.gz", "x.html", "x.warc.lz4",
+          "x.warc.zst", "noname"]
+
+
+def test_any_bytes_under_any_name_give_records_or_one_unreadable_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lmforge.collect.readers import UnreadableInput
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(_MAGICS), st.binary(max_size=600), st.sampled_from(_NAMES))
+    def check(magic, rest, name):
+        path = tmp_path / name
+        path.write_bytes(magic + rest)
+        skipped = Counter()
+        try:
+            fmt = detect_format(path)
+        except LmforgeError:
+            return  # a name and bytes that say nothing: the folder walk leaves it out
+        try:
+            for record in iter_records(path, fmt, skipped=skipped):
+                assert record.body is not None or record.text is not None
+        except UnreadableInput as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+
+    check()
+
+
+def test_a_gzip_header_with_damaged_data_is_no_known_format(tmp_path):
+    path = tmp_path / "noname"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(11))  # found by the property test above
+    with pytest.raises(LmforgeError, match="cannot tell its format"):
+        detect_format(path)

@@ -68,14 +68,17 @@ def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     starts, ends = edges[0::2], edges[1::2]
     lengths = ends - starts
     eight = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # the 8 bytes at each offset
-    mask = _MASKS[np.minimum(lengths, 8)]  # the word's own bytes of the 8 read
-    head = eight[starts] & mask
+    head = eight[starts] & _MASKS[np.minimum(lengths, 8)]  # the word's own bytes of the 8 read
+    tail = head.copy()  # the last 8 bytes: the same for words of up to 8 bytes
+    long = np.flatnonzero(lengths > 8)
+    tail[long] = eight[ends[long] - 8]
     head *= _U64(0x9E3779B97F4A7C15)
-    head += (eight[np.maximum(ends - 8, starts)] & mask) * _U64(0xC2B2AE3D27D4EB4F)
+    tail *= _U64(0xC2B2AE3D27D4EB4F)
+    head += tail
     head += lengths.astype(_U64)
-    hashes = _mix(head)
     text_starts = np.cumsum([1] + [len(e) + 1 for e in encoded[:-1]])
-    return hashes, np.searchsorted(text_starts, starts, side="right") - 1
+    counts = np.diff(np.append(np.searchsorted(starts, text_starts), len(starts)))
+    return _mix(head), np.repeat(np.arange(len(texts)), counts)
 
 
 def shingle_hashes(texts: list[str], n: int = SHINGLE_WORDS) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ import numpy as np
 from lmforge.clean.dedup.settings import MinHashConfig
 
 EXACT = "exact"
+URL = "url"
+STEPS = ("url", "exact", "near")
+"""In this order: a page kept under another spelling of its URL, the same text, similar text."""
+REASONS = {"url": "duplicate_url", "exact": "exact_duplicate", "near": "near_duplicate"}
 READ_ROWS = 512
 
 
@@ -44,6 +49,7 @@ class DedupPlan:
     work: Path
     """The dedup's own folder of intermediate files."""
     indexes: tuple[int, ...]
+    url: bool
     exact: bool
     near: bool
     minhash: MinHashConfig
@@ -52,22 +58,29 @@ class DedupPlan:
 
     @property
     def bands(self) -> list[str]:
-        return ([EXACT] if self.exact else []) + ([f"b{i:02d}" for i in range(self.minhash.bands)] if self.near else [])
+        return self.bands_of("url") + self.bands_of("exact") + self.bands_of("near")
+
+    def bands_of(self, step: str) -> list[str]:
+        if step == "url":
+            return [URL] if self.url else []
+        if step == "exact":
+            return [EXACT] if self.exact else []
+        return [f"b{i:02d}" for i in range(self.minhash.bands)] if self.near else []
 
 
 def deduplicate(parts: Path, indexes: list[int], exact: bool, near: bool, minhash: MinHashConfig, by_url: bool,
-                map_fn: Callable = map) -> dict:
-    """Run the stages over the parts; return ``{"exact_dedup": counts, "near_dedup": counts}``
-    (``in``, ``out``, ``dropped_<reason>``, ``seconds``). The removed rows are in
+                map_fn: Callable = map, url: bool = False) -> dict:
+    """Run the stages over the parts; return ``{"<step>_dedup": counts}`` for the steps switched
+    on (``in``, ``out``, ``dropped_<reason>``, ``seconds``). The removed rows are in
     ``removed/NNNNN.parquet`` under ``parts/dedup`` (see :func:`removed_rows`)."""
     import pyarrow.parquet as pq
 
     docs = sum(pq.ParquetFile(parts / f"{i:05d}.docs.parquet").metadata.num_rows for i in indexes)
-    plan = DedupPlan(parts, parts / "dedup", tuple(indexes), exact, near, minhash,
+    plan = DedupPlan(parts, parts / "dedup", tuple(indexes), url, exact, near, minhash,
                      max(1, math.ceil(docs / minhash.docs_per_bucket)), by_url)
     plan.work.mkdir(parents=True, exist_ok=True)
     seconds = {}
-    if exact or near:
+    if plan.bands:
         todo = [i for i in indexes if not (plan.work / "signs" / f"{i:05d}").is_dir()]
         seconds["sign"] = sum(map_fn(partial(sign_part, plan), todo))
         tasks = [(band, k) for band in plan.bands for k in range(plan.buckets)
@@ -104,8 +117,10 @@ def sign_part(plan: DedupPlan, index: int) -> float:
     columns = {band: [] for band in plan.bands}
     rows = 0
     for batch in pq.ParquetFile(plan.parts / f"{index:05d}.docs.parquet", pre_buffer=False).iter_batches(
-            READ_ROWS, columns=["text"]):
+            READ_ROWS, columns=["text", "url"]):
         texts = batch.column("text").to_pylist()
+        if plan.url:
+            columns[URL].append(page_hashes(batch.column("url").to_pylist(), rows))
         if plan.exact:
             columns[EXACT].append(exact_hashes(texts))
         if plan.near:
@@ -120,10 +135,13 @@ def sign_part(plan: DedupPlan, index: int) -> float:
     tmp.mkdir(parents=True)
     for band, parts in columns.items():
         hashes = np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+        ids_here = ids
+        if band == URL:  # (row, hash) of the documents that have a web URL
+            hashes, ids_here = hashes.reshape(-1, 2).T[1], ids[hashes.reshape(-1, 2).T[0].astype(np.int64)]
         bucket = (hashes >> np.uint64(40)) % np.uint64(plan.buckets)
         for k in range(plan.buckets):
             chosen = bucket == k
-            np.save(tmp / f"{band}-{k:03d}.npy", np.stack([hashes[chosen], ids[chosen]]))
+            np.save(tmp / f"{band}-{k:03d}.npy", np.stack([hashes[chosen], ids_here[chosen]]))
     os.replace(tmp, final)  # the folder under its final name marks the part signed
     return time.process_time() - t0
 
@@ -149,6 +167,39 @@ def pair_bucket(plan: DedupPlan, task: tuple[str, int]) -> float:
     return time.process_time() - t0
 
 
+def page_hashes(urls: list[str], first_row: int) -> np.ndarray:
+    """(row, hash) pairs, flattened, of the documents with an http(s) URL: 64 bits of the SHA-1
+    of the URL as :func:`page_url` spells it."""
+    import hashlib
+
+    out = []
+    for row, url in enumerate(urls, first_row):
+        page = page_url(url or "")
+        if page:
+            out += [row, int.from_bytes(hashlib.sha1(page.encode("utf-8")).digest()[:8], "little")]
+    return np.array(out, dtype=np.uint64)
+
+
+_INDEX_FILE = re.compile(r"/(index|default)\.(html?|php|aspx?)$", re.IGNORECASE)
+
+
+def page_url(url: str) -> str | None:
+    """One spelling of a page's URL: normalised (lower-case host, no fragment or default port,
+    sorted query) and a directory's index file named or not (``/docs/`` = ``/docs/index.html``,
+    as web servers serve them); None for what is not an http(s) URL.
+
+    >>> page_url("HTTP://Example.com:80/docs/Index.HTML#intro") == page_url("http://example.com/docs/")
+    True
+    """
+    from lmforge.collect.urls import normalize_url
+
+    url = normalize_url(url, sort_query=True)
+    if url is None:
+        return None
+    path, sep, query = url.partition("?")
+    return _INDEX_FILE.sub("/", path) + sep + query
+
+
 def _save_atomic(path: Path, array: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
@@ -165,25 +216,27 @@ def cluster(plan: DedupPlan) -> None:
     reason, detail: the kept document's id) and ``removed/counts.json``."""
     t0 = time.process_time()
     removed: dict[int, tuple[str, str, int]] = {}
-    counts = {"exact": 0, "near": 0}
-    for step, bands in (("exact", [EXACT] if plan.exact else []),
-                        ("near", [b for b in plan.bands if b != EXACT])):
-        pairs = _instead_of_removed(_load_pairs(plan, bands), removed)
+    counts = dict.fromkeys(STEPS, 0)
+    for step in STEPS:
+        pairs = _instead_of_removed(_load_pairs(plan, plan.bands_of(step)), removed)
         for node, kept in _losers(pairs, _keys(plan, np.unique(pairs))).items():
-            removed[node] = (f"{step}_dedup", f"{step}_duplicate", kept)
+            removed[node] = (f"{step}_dedup", REASONS[step], kept)
             counts[step] += 1
     _write_removed(plan, removed, counts, time.process_time() - t0)
 
 
 def _instead_of_removed(pairs: np.ndarray, removed: dict) -> np.ndarray:
     """``pairs`` with each exact duplicate replaced by the document kept for it (the same text,
-    so the same links), without the pairs that become a document and itself."""
+    so the same links), without the pairs of a document removed for its URL (its text may
+    differ) or that become a document and itself."""
     if not removed or not len(pairs):
         return pairs
     gone = np.array(sorted(removed), dtype=np.uint64)
-    kept = np.array([removed[node][2] for node in gone.tolist()], dtype=np.uint64)
+    kept = np.array([removed[n][2] if removed[n][0] == "exact_dedup" else n for n in gone.tolist()], dtype=np.uint64)
     at = np.minimum(np.searchsorted(gone, pairs), len(gone) - 1)
-    pairs = np.where(gone[at] == pairs, kept[at], pairs)
+    hit = gone[at] == pairs
+    by_url = hit & (kept[at] == pairs)
+    pairs = np.where(hit, kept[at], pairs)[~by_url.any(axis=1)]
     return np.unique(pairs[pairs[:, 0] != pairs[:, 1]], axis=0)
 
 
@@ -270,12 +323,13 @@ def _ids(plan: DedupPlan, nodes: set[int]) -> dict[int, str]:
 
 def _counts(plan: DedupPlan, docs: int, seconds: dict) -> dict:
     done = plan.work / "removed" / "counts.json"
-    saved = json.loads(done.read_text()) if done.exists() else {"exact": 0, "near": 0, "seconds": 0.0}
+    saved = json.loads(done.read_text()) if done.exists() else {**dict.fromkeys(STEPS, 0), "seconds": 0.0}
     share = (seconds.get("sign", 0.0) + seconds.get("pair", 0.0) + saved["seconds"]) / max(len(plan.bands), 1)
     out, left = {}, docs
-    for step, on, bands in (("exact", plan.exact, 1), ("near", plan.near, plan.minhash.bands)):
-        if on:
-            out[f"{step}_dedup"] = {"in": left, "out": left - saved[step], f"dropped_{step}_duplicate": saved[step],
+    for step in STEPS:
+        bands = len(plan.bands_of(step))
+        if bands:
+            out[f"{step}_dedup"] = {"in": left, "out": left - saved[step], f"dropped_{REASONS[step]}": saved[step],
                                     "seconds": share * bands}
             left -= saved[step]
     return out
