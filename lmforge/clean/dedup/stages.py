@@ -217,12 +217,15 @@ def cluster(plan: DedupPlan) -> None:
     t0 = time.process_time()
     removed: dict[int, tuple[str, str, int]] = {}
     counts = dict.fromkeys(STEPS, 0)
+    names: dict[int, str] = {}
     for step in STEPS:
         pairs = _instead_of_removed(_load_pairs(plan, plan.bands_of(step)), removed)
-        for node, kept in _losers(pairs, _keys(plan, np.unique(pairs))).items():
+        keys = _keys(plan, np.unique(pairs))
+        for node, kept in _losers(pairs, keys).items():
             removed[node] = (f"{step}_dedup", REASONS[step], kept)
+            names[kept] = keys[kept][-1]
             counts[step] += 1
-    _write_removed(plan, removed, counts, time.process_time() - t0)
+    _write_removed(plan, removed, names, counts, time.process_time() - t0)
 
 
 def _instead_of_removed(pairs: np.ndarray, removed: dict) -> np.ndarray:
@@ -297,11 +300,10 @@ def _keys(plan: DedupPlan, nodes: np.ndarray) -> dict[int, tuple]:
     return out
 
 
-def _write_removed(plan: DedupPlan, removed: dict, counts: dict, seconds: float) -> None:
+def _write_removed(plan: DedupPlan, removed: dict, names: dict, counts: dict, seconds: float) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = _ids(plan, {kept for _, _, kept in removed.values()})
     tmp = plan.work / f".removed.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -314,11 +316,6 @@ def _write_removed(plan: DedupPlan, removed: dict, counts: dict, seconds: float)
                                  "detail": list(detail)}), tmp / f"{index:05d}.parquet")
     (tmp / "counts.json").write_text(json.dumps({**counts, "seconds": seconds}))
     os.replace(tmp, plan.work / "removed")
-
-
-def _ids(plan: DedupPlan, nodes: set[int]) -> dict[int, str]:
-    keys = _keys(plan, np.array(sorted(nodes), dtype=np.uint64))
-    return {node: key[-1] for node, key in keys.items()}
 
 
 def _counts(plan: DedupPlan, docs: int, seconds: dict) -> dict:
