@@ -182,3 +182,9 @@ def test_url_duplicates_do_not_link_their_text_to_the_kept_page(tmp_path):
     deduplicate(tmp_path / "p", indexes, True, True, MinHashConfig(), by_url=False, url=True)
     # a-index goes for its URL; its near copy b-copy stays, as nothing kept is like it
     assert removals(tmp_path / "p", indexes, docs, 2) == {"a-index": ("duplicate_url", "a")}
+
+
+def test_punctuation_and_spaces_beyond_ascii_are_not_words():
+    assert shingles("«Привет», — сказал он… «да»!") == shingles("привет сказал он да")
+    assert shingles("non\u00a0breaking space, “quoted” words here") == shingles("non breaking space quoted words here")
+    assert shingles("東京！大阪？") == shingles("東 京 大 阪")

@@ -8,9 +8,9 @@ batch of documents at once (a Python loop over words was most of the time), each
 hashed to 64 bits from its words' hashes, and rensa (Rust) takes the minimum of ``num_perm``
 hash functions over them.
 
-Words are runs of bytes between ASCII whitespace and punctuation; a Chinese or Japanese
-character (U+3000..U+9FFF) is a word of its own, as those scripts write no spaces. Punctuation
-outside ASCII stays in its word.
+Words are runs of bytes between whitespace and punctuation (ASCII, Unicode spaces and the
+General Punctuation block, CJK and full-width punctuation); a Chinese or Japanese character
+(U+3040..U+9FFF) is a word of its own, as those scripts write no spaces.
 """
 
 from __future__ import annotations
@@ -43,14 +43,17 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 _SIMPLIFY = bytes.maketrans(b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~\x7f123456789", b" " * 33 + b"0" * 9)
 """FineWeb's simplify_text on bytes: ASCII punctuation becomes a space, every digit 0."""
-_CJK = re.compile("[\u3000-\u9fff]")
-_CJK_PUNCT = re.compile("[\u3000-\u303f]")  # ideographic space and punctuation: 、。「」
+_WIDE_PUNCT = re.compile("[\u0085\u00a0\u00a1\u00ab\u00b7\u00bb\u00bf\u1680\u2000-\u206f\u3000-\u303f"
+                         "\uff01-\uff0f\uff1a-\uff20]")
+"""Unicode spaces and the common punctuation beyond ASCII: « » ¿ – — ‘ ’ “ ” … and CJK 、。「」 ！ ？"""
 _CJK_CHAR = re.compile("[\u3040-\u9fff]")  # kana and CJK ideographs: a word each
 
 
 def _simplified(text: str) -> bytes:
-    if not text.isascii() and _CJK.search(text):  # only texts with such characters pay for the regexes
-        text = _CJK_CHAR.sub(" \\g<0> ", _CJK_PUNCT.sub(" ", text))
+    if not text.isascii():  # only texts beyond ASCII pay for the regexes
+        text = _WIDE_PUNCT.sub(" ", text)
+        if _CJK_CHAR.search(text):
+            text = _CJK_CHAR.sub(" \\g<0> ", text)
     return text.lower().encode("utf-8", "replace").translate(_SIMPLIFY)
 
 
