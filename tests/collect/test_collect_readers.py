@@ -205,20 +205,21 @@ def test_parse_http_response_and_decode_html_precedence():
 PAGE = b"<html><head><title>t</title></head>\r\n\r\n<body><p>a real page</p></body></html>\n"
 
 
-def read_one(tmp_path, block: bytes, extra: str = "") -> tuple[list, Counter]:
+def read_one(tmp_path, block: bytes, extra: str = "", version: bytes = b"WARC/1.1") -> tuple[list, Counter]:
     path = tmp_path / "one.warc.gz"
-    path.write_bytes(gzip.compress(warc_record("response", "http://a.test/p", block, extra)))
+    path.write_bytes(gzip.compress(warc_record("response", "http://a.test/p", block, extra).replace(b"WARC/1.1", version, 1)))
     skipped = Counter()
     return [r.body for r in iter_records(path, skipped=skipped)], skipped
 
 
-def test_body_stored_decoded_under_gzip_header_is_kept(tmp_path):
-    # ClueWeb09 stored bodies decoded, kept the server's gzip headers, and wrote LF-only headers
-    # before bodies with CRLF in them.
+@pytest.mark.parametrize("version", [b"WARC/1.1", b"WARC/0.18"])
+def test_body_stored_decoded_under_gzip_header_is_kept(tmp_path, version):
+    # ClueWeb09 (WARC/0.18) stored bodies decoded, kept the server's gzip headers, and wrote
+    # LF-only headers before bodies with CRLF in them.
     compressed = gzip.compress(PAGE)
     block = (b"HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Encoding: gzip\n"
              b"Content-Length: %d\n\n" % len(compressed)) + PAGE
-    bodies, skipped = read_one(tmp_path, block)
+    bodies, skipped = read_one(tmp_path, block, version=version)
     assert bodies == [PAGE] and skipped == Counter(kept_wrong_content_encoding=1)
 
 
