@@ -2,10 +2,10 @@
 
 Per-document steps run shard by shard (a shard is a group of input files, or a slice of one
 file), in this process, a local process pool or Ray tasks: the same :func:`process_shard` in
-each, each shard's result saved as a part (parts.py). Dedup needs the global view, so it runs
-afterwards in one process over the parts, in output order, and writes docs/ and rejects/
-(outputs.py); the expensive part of it (hashes and MinHash signatures) is computed in the shards.
-PII is masked before dedup, so pages that differ only by an address count as duplicates.
+each, each shard's result saved as a part (parts.py). Dedup then runs over the parts in
+FineWeb's four stages, as tasks on the same executor (dedup/stages.py), and docs/ and rejects/
+are written in output order (outputs.py). PII is masked before dedup, so pages that differ only
+by an address count as duplicates.
 """
 
 from __future__ import annotations
