@@ -188,3 +188,12 @@ def test_punctuation_and_spaces_beyond_ascii_are_not_words():
     assert shingles("«Привет», — сказал он… «да»!") == shingles("привет сказал он да")
     assert shingles("non\u00a0breaking space, “quoted” words here") == shingles("non breaking space quoted words here")
     assert shingles("東京！大阪？") == shingles("東 京 大 阪")
+
+
+def test_a_batch_gives_each_text_the_shingles_it_has_alone():
+    rng = random.Random(3)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 9))) for _ in range(300)]
+    hashes, offsets = shingle_hashes(texts)
+    for i, text in enumerate(texts):
+        alone, _ = shingle_hashes([text])
+        assert hashes[offsets[i]:offsets[i + 1]].tolist() == alone.tolist(), text

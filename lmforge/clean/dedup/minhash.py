@@ -58,7 +58,7 @@ def _simplified(text: str) -> bytes:
 
 
 def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(64-bit hash of every word of the texts in order, the text each word is in).
+    """(64-bit hash of every word of the texts in order, the number of words of each text).
 
     A word is a run of bytes above 0x20 after simplification; it is hashed from its length and
     its first and last 8 bytes (exact for words of up to 16 bytes, nearly all words), read as
@@ -80,8 +80,7 @@ def _word_hashes(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     head += tail
     head += lengths.astype(_U64)
     text_starts = np.cumsum([1] + [len(e) + 1 for e in encoded[:-1]])
-    counts = np.diff(np.append(np.searchsorted(starts, text_starts), len(starts)))
-    return _mix(head), np.repeat(np.arange(len(texts)), counts)
+    return _mix(head), np.diff(np.append(np.searchsorted(starts, text_starts), len(starts)))
 
 
 def shingle_hashes(texts: list[str], n: int = SHINGLE_WORDS) -> tuple[np.ndarray, np.ndarray]:
@@ -93,24 +92,26 @@ def shingle_hashes(texts: list[str], n: int = SHINGLE_WORDS) -> tuple[np.ndarray
     >>> offsets.tolist(), bool(hashes[1] == hashes[2])
     ([0, 2, 3], True)
     """
-    words, text_of = _word_hashes(texts)
+    words, counts = _word_hashes(texts)
     keys = _ngram_keys(n)
     m = max(len(words) - n + 1, 0)
-    grams = np.zeros(m, _U64)
-    for j in range(n):
-        grams += words[j:j + m] * keys[j]
-    whole = text_of[:m] == text_of[n - 1:n - 1 + m]  # all n words in one text
-    gram_text = text_of[:m][whole]
+    grams, term = words[:m] * keys[0], np.empty(m, _U64)
+    for j in range(1, n):
+        grams += np.multiply(words[j:j + m], keys[j], out=term)
+    ends = np.cumsum(counts)
+    across = (ends[:, None] - np.arange(1, n)).ravel()  # n-grams that start in one text and end in the next
+    whole = np.ones(m, dtype=bool)
+    whole[across[(across >= 0) & (across < m)]] = False
     grams = grams[whole]
-    counts = np.bincount(text_of, minlength=len(texts))
+    per_text = np.maximum(counts - n + 1, 0)
     short = np.flatnonzero((counts > 0) & (counts < n))
-    if len(short):  # few: texts of one to four words
-        begins = np.cumsum(counts) - counts
-        extra = np.array([(words[begins[i]:begins[i] + counts[i]] * keys[:counts[i]]).sum() for i in short], _U64)
-        order = np.argsort(np.concatenate([gram_text, short]), kind="stable")
-        grams, gram_text = np.concatenate([grams, extra])[order], np.concatenate([gram_text, short])[order]
+    if len(short):  # few: texts of one to four words are one shingle each
+        begins = ends - counts
+        extra = np.array([(words[begins[i]:ends[i]] * keys[:counts[i]]).sum() for i in short], _U64)
+        grams = np.insert(grams, np.cumsum(per_text)[short], extra)  # after the texts before it
+        per_text[short] = 1
     offsets = np.zeros(len(texts) + 1, np.int64)
-    np.cumsum(np.bincount(gram_text, minlength=len(texts)), out=offsets[1:])
+    np.cumsum(per_text, out=offsets[1:])
     return _mix(grams), offsets
 
 
