@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from lmforge.clean.dedup.settings import MinHashConfig
+
 
 @dataclass
 class InputSpec:
@@ -94,11 +96,13 @@ class CleanConfig:
     """Regexes; a document whose URL matches one is dropped."""
     quality: QualityConfig = field(default_factory=QualityConfig)
     """``[clean.quality]``: the Gopher/FineWeb quality thresholds."""
+    url_dedup: bool = True
+    """Keep one page per URL as web servers spell it (``/`` and ``/index.html`` are one page), also
+    with exact and near dedup switched off."""
     exact_dedup: bool = True
     minhash_dedup: bool = True
-    minhash_threshold: float = 0.8
-    """Estimated Jaccard similarity of 5-gram shingles above which a document is a near duplicate."""
-    minhash_num_perm: int = 128
+    minhash: MinHashConfig = field(default_factory=MinHashConfig)
+    """``[clean.minhash]``: near-dedup settings (FineWeb's: word 5-grams, 14 bands x 8 rows)."""
     pii: bool = True
     """Mask e-mail addresses, IP addresses and phone numbers."""
     workers: int = 1
@@ -110,12 +114,8 @@ class CleanConfig:
         problems = []
         if not 0 <= self.min_language_score <= 1:
             problems.append("min_language_score: must be between 0 and 1")
-        if not 0 < self.minhash_threshold <= 1:
-            problems.append("minhash_threshold: must be in (0, 1]")
         if self.executor not in ("local", "ray"):
             problems.append(f"executor: {self.executor!r} is not one of local, ray")
-        if self.minhash_num_perm < 16:
-            problems.append("minhash_num_perm: use at least 16 permutations (128 is usual)")
         if self.workers < 0:
             problems.append("workers: must be 0 (one per CPU) or more")
         problems += [f"languages: {code!r} is not an ISO 639-1 code such as en, ko, ru"

@@ -1,21 +1,19 @@
-"""The clean stage's global step, from the saved shard parts (parts.py): dedup over the parts'
-signatures, then ``docs/`` and ``rejects/`` written in order by a merge over the parts.
+"""The clean stage's global step, from the saved shard parts (parts.py): dedup over the parts
+(clean/dedup/stages.py), then ``docs/`` and ``rejects/`` written in order by a merge over the parts.
 
 Each part holds its documents and rejects sorted by the output order, so a k-way merge gives the
-global order while holding one batch of rows per part, for dedup (which reads only ids, orders
-and hashes) and then for the outputs. Dedup's own index (kept MinHash signatures, LSH bands,
-exact hashes) is what grows with the corpus; no text is held but the current rows.
+global order while holding one batch of rows per part. Dedup's tasks hold a part or a bucket of
+one band at a time; what this process holds beyond the current rows is the list of removed
+rows, in proportion to the duplicates.
 """
 
 from __future__ import annotations
 
 import heapq
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
-from lmforge.clean.config import CleanConfig
-from lmforge.clean.document import Document, Reject
-from lmforge.clean.pipeline import REJECT_TEXT_CHARS, apply_filter
+from lmforge.clean.pipeline import REJECT_TEXT_CHARS
 from lmforge.clean.stats import CleanStats
 
 READ_ROWS = 256
@@ -33,62 +31,55 @@ def order_key(by_url: bool) -> Callable[[str, tuple], tuple]:
 
 
 def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url: bool,
-                  docs_dir: Path, rejects_dir: Path) -> None:
-    """Dedup the parts' documents (counted in ``stats``), then write docs/ and rejects/."""
+                  docs_dir: Path, rejects_dir: Path, map_fn: Callable = map) -> None:
+    """Dedup the parts' documents (clean/dedup/stages.py, its tasks through ``map_fn``; counted
+    in ``stats``), then write docs/ and rejects/ in the output order."""
+    from lmforge.clean.dedup.stages import deduplicate, removed_rows
+
+    for step, counts in deduplicate(folder, indexes, c.exact_dedup, c.minhash_dedup, c.minhash, by_url,
+                                    map_fn, url=c.url_dedup).items():
+        stats.seconds[step] += counts.pop("seconds")
+        stats.step(step).update(counts)
+    removed = {i: removed_rows(folder, i) for i in indexes}  # as many entries as duplicates
     key = order_key(by_url)
-    duplicates: list[Reject] = []
-    signatures = heapq.merge(*(_signatures(folder / f"{i:05d}.docs.parquet", key) for i in indexes),
-                             key=lambda t: t[0])
-    kept = {d.order for d in deduplicate((doc for _, doc in signatures), c, stats, duplicates)}
-    texts_of = {r.order: r for r in duplicates}  # their texts are filled in as the merge passes them
-    _write_docs(_merged(folder, indexes, "docs", key), kept, texts_of, stats, docs_dir)
-    duplicates.sort(key=lambda r: key(r.url, r.order))
-    rows = heapq.merge(_merged(folder, indexes, "rejects", key), ((key(r.url, r.order), _reject_row(r))
-                                                                  for r in duplicates), key=lambda t: t[0])
+    _write_docs((row for _, row in _merged(folder, indexes, "docs", key) if row["_row"] not in removed[row["_part"]]),
+                stats, docs_dir)
+    duplicates = ((k, _duplicate_row(row, removed[row["_part"]][row["_row"]]))
+                  for k, row in _merged(folder, indexes, "docs", key) if row["_row"] in removed[row["_part"]])
+    rows = heapq.merge(_merged(folder, indexes, "rejects", key), duplicates, key=lambda t: t[0])
     _write_rows((row for _, row in rows), _reject_schema(), rejects_dir)
 
 
-def _signatures(path: Path, key) -> Iterator[tuple]:
-    """(key, document without its text: id, url, source, order, dedup hashes) of a part's
-    documents, in its (the output) order."""
-    import numpy as np
-    import pyarrow.parquet as pq
-
-    columns = ["id", "url", "source", "order_file", "order_record", "sha1", "minhash"]
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(READ_ROWS, columns=columns):
-        for row in batch.to_pylist():
-            meta = {"sha1": row["sha1"]} if row["sha1"] is not None else {}
-            if row["minhash"] is not None:
-                meta["minhash"] = np.frombuffer(row["minhash"], dtype=np.uint64)
-            order = (row["order_file"], row["order_record"])
-            yield key(row["url"], order), Document(row["id"], row["url"], row["source"], "", order=order, meta=meta)
+def _duplicate_row(row: dict, removal: tuple[str, str, str]) -> dict:
+    step, reason, kept = removal
+    return {"id": row["id"], "url": row["url"], "source": row["source"], "step": step, "reason": reason,
+            "detail": kept, "text": row["text"][:REJECT_TEXT_CHARS]}
 
 
 def _merged(folder: Path, indexes: list[int], kind: str, key) -> Iterator[tuple]:
-    """(key, row) of every part's ``kind`` rows, in the output order."""
-    return heapq.merge(*(_rows(folder / f"{i:05d}.{kind}.parquet", key) for i in indexes), key=lambda t: t[0])
+    """(key, row) of every part's ``kind`` rows, in the output order; each row also names its
+    part (``_part``) and its place in it (``_row``)."""
+    return heapq.merge(*(_rows(folder, i, kind, key) for i in indexes), key=lambda t: t[0])
 
 
-def _rows(path: Path, key) -> Iterator[tuple]:
+def _rows(folder: Path, index: int, kind: str, key) -> Iterator[tuple]:
     # pre_buffer=False here and above: pyarrow would otherwise read the whole part's column
     # chunks before the first row, for every part at once
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path, pre_buffer=False).iter_batches(READ_ROWS):
+    n = 0
+    for batch in pq.ParquetFile(folder / f"{index:05d}.{kind}.parquet", pre_buffer=False).iter_batches(READ_ROWS):
         for row in batch.to_pylist():
+            row["_part"], row["_row"] = index, n
+            n += 1
             yield key(row["url"], (row["order_file"], row["order_record"])), row
 
 
-def _write_docs(rows: Iterator[tuple], kept: set, texts_of: dict, stats: CleanStats, folder: Path) -> None:
+def _write_docs(rows: Iterator[dict], stats: CleanStats, folder: Path) -> None:
     from lmforge.clean.filters.quality import split_words
 
     def kept_rows():
-        for _, row in rows:
-            order = (row["order_file"], row["order_record"])
-            if order in texts_of:
-                texts_of[order].text = row["text"][:REJECT_TEXT_CHARS]
-            if order not in kept:
-                continue
+        for row in rows:
             size = len(row["text"].encode("utf-8"))
             stats.totals.update(docs=1, bytes_out=size)
             stats.sources[row["source"]].update(docs=1, bytes_out=size)
@@ -164,11 +155,6 @@ class _PartWriter:
         self.writer, self.files, self.in_file = None, self.files + 1, 0
 
 
-def _reject_row(r: Reject) -> dict:
-    return {"id": r.id, "url": r.url, "source": r.source, "step": r.step, "reason": r.reason, "detail": r.detail,
-            "text": r.text}
-
-
 def _doc_schema():
     import pyarrow as pa
 
@@ -181,22 +167,6 @@ def _reject_schema():
     import pyarrow as pa
 
     return pa.schema([(name, pa.string()) for name in ("id", "url", "source", "step", "reason", "detail", "text")])
-
-
-def deduplicate(docs: Iterable[Document], c: CleanConfig, stats: CleanStats, rejects: list[Reject]) -> Iterator[Document]:
-    """Exact then near dedup over ``docs`` in the output order; the first of each group is kept.
-
-    One pass: a document goes to near dedup only once exact dedup kept it, which counts and
-    keeps the same as two passes, with no list of the survivors in between.
-    """
-    from lmforge.clean.dedup.exact import ExactDedup
-    from lmforge.clean.dedup.minhash import MinHashDedup
-
-    steps = ([ExactDedup()] if c.exact_dedup else []) + \
-        ([MinHashDedup(c.minhash_threshold, c.minhash_num_perm)] if c.minhash_dedup else [])
-    for doc in docs:
-        if all(apply_filter(step, doc, stats, rejects) for step in steps):
-            yield doc
 
 
 def write_table(table, path: Path) -> None:

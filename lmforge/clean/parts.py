@@ -14,14 +14,12 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from lmforge.clean.document import Document, Reject
 from lmforge.clean.stats import CleanStats
 from lmforge.rundir import write_json_atomic
 
 PLAN = "plan.json"
-VERSION = 1
+VERSION = 2
 
 
 def open_parts(folder: Path, plan: dict) -> set[int]:
@@ -75,8 +73,7 @@ def _DOC_SCHEMA():
 
     return pa.schema([("id", pa.string()), ("url", pa.string()), ("source", pa.string()), ("text", pa.string()),
                       ("date", pa.string()), ("language", pa.string()), ("language_score", pa.float64()),
-                      ("order_file", pa.int64()), ("order_record", pa.int64()), ("sha1", pa.string()),
-                      ("minhash", pa.binary())])
+                      ("order_file", pa.int64()), ("order_record", pa.int64())])
 
 
 def _REJECT_SCHEMA():
@@ -87,10 +84,8 @@ def _REJECT_SCHEMA():
 
 
 def _doc_row(d: Document) -> dict:
-    minhash = d.meta.get("minhash")
     return {"id": d.id, "url": d.url, "source": d.source, "text": d.text, "date": d.date, "language": d.language,
-            "language_score": d.language_score, "order_file": d.order[0], "order_record": d.order[1],
-            "sha1": d.meta.get("sha1"), "minhash": None if minhash is None else np.asarray(minhash, np.uint64).tobytes()}
+            "language_score": d.language_score, "order_file": d.order[0], "order_record": d.order[1]}
 
 
 def _reject_row(r: Reject) -> dict:
@@ -101,7 +96,7 @@ def _reject_row(r: Reject) -> dict:
 def _stats_dict(stats: CleanStats) -> dict:
     return {"steps": {name: dict(c) for name, c in stats.steps.items()}, "seconds": dict(stats.seconds),
             "skipped": dict(stats.skipped), "sources": {s: dict(c) for s, c in stats.sources.items()},
-            "totals": dict(stats.totals)}
+            "totals": dict(stats.totals), "unreadable": stats.unreadable}
 
 
 def _stats(data: dict) -> CleanStats:
@@ -113,4 +108,5 @@ def _stats(data: dict) -> CleanStats:
     for source, counts in data["sources"].items():
         stats.sources[source].update(counts)
     stats.totals.update(data["totals"])
+    stats.unreadable.update(data.get("unreadable", {}))
     return stats

@@ -2,10 +2,10 @@
 
 Per-document steps run shard by shard (a shard is a group of input files, or a slice of one
 file), in this process, a local process pool or Ray tasks: the same :func:`process_shard` in
-each, each shard's result saved as a part (parts.py). Dedup needs the global view, so it runs
-afterwards in one process over the parts, in output order, and writes docs/ and rejects/
-(outputs.py); the expensive part of it (hashes and MinHash signatures) is computed in the shards.
-PII is masked before dedup, so pages that differ only by an address count as duplicates.
+each, each shard's result saved as a part (parts.py). Dedup then runs over the parts in
+FineWeb's four stages, as tasks on the same executor (dedup/stages.py), and docs/ and rejects/
+are written in output order (outputs.py). PII is masked before dedup, so pages that differ only
+by an address count as duplicates.
 """
 
 from __future__ import annotations
@@ -71,12 +71,19 @@ def run_stage(cfg, rd) -> dict:
         stats.merge(part)
     from lmforge.clean.outputs import write_outputs
 
-    write_outputs(rd.clean_parts, [s.index for s in shards], c, stats, _by_url(c), rd.docs, rd.rejects)
+    from lmforge.clean.dedup.stages import process_map
+
+    write_outputs(rd.clean_parts, [s.index for s in shards], c, stats, _by_url(c), rd.docs, rd.rejects,
+                  process_map(workers, c.executor))
     shutil.rmtree(rd.clean_parts)  # the outputs hold it all now
     out = stats.as_dict()
     out.update(inputs=len(files), shards=len(shards), workers=workers, executor=c.executor,
                docs_per_second=round(stats.totals["records"] / max(time.perf_counter() - t0, 1e-9), 1))
     _log_funnel(out)
+    from lmforge.clean.stats import check_kept, log_unreadable
+
+    log_unreadable(out)
+    check_kept(out)
     return out
 
 
@@ -228,16 +235,20 @@ def process_shard(shard: Shard, c: CleanConfig, progress=None) -> ShardResult:
 
     ``progress(1)`` is called per record when given (in-process runs drive a progress bar with it).
     """
-    from lmforge.collect.readers import iter_records
+    from lmforge.collect.readers import UnreadableInput, iter_records
 
     result = ShardResult()
     steps = build_filters(c)
     for f in shard.files:
-        for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
-            if i % shard.n_slices == shard.slice:
-                _process_record(record, f, i, steps, c, result)
-                if progress is not None:
-                    progress(1)
+        try:
+            for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
+                if i % shard.n_slices == shard.slice:
+                    _process_record(record, f, i, steps, c, result)
+                    if progress is not None:
+                        progress(1)
+        except UnreadableInput as exc:  # counted once (by the file's first slice); the other files go on
+            if shard.slice == 0:
+                result.stats.unreadable[f.path] = str(exc)
     return result
 
 
@@ -266,7 +277,6 @@ def _process_record(record, f: InputFile, index: int, steps: list, c: CleanConfi
         return
     if c.pii:
         _mask(doc, stats)
-    _sign(doc, c, stats)
     result.docs.append(doc)
 
 
@@ -339,21 +349,6 @@ def _mask(doc: Document, stats: CleanStats) -> None:
     doc.text = mask_pii(doc.text, masks)
     counts.update({"in": 1, "out": 1, **{f"masked_{k}": v for k, v in masks.items()}})
     stats.seconds["pii"] += time.perf_counter() - t0
-
-
-def _sign(doc: Document, c: CleanConfig, stats: CleanStats) -> None:
-    """Hashes for dedup, computed here so the pool does the expensive part."""
-    from lmforge.clean.dedup.exact import text_hash
-    from lmforge.clean.dedup.minhash import signature
-
-    if c.exact_dedup:
-        t0 = time.perf_counter()
-        doc.meta["sha1"] = text_hash(doc.text)
-        stats.seconds["exact_dedup"] += time.perf_counter() - t0
-    if c.minhash_dedup:
-        t0 = time.perf_counter()
-        doc.meta["minhash"] = signature(doc.text, c.minhash_num_perm)
-        stats.seconds["near_dedup"] += time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- the funnel

@@ -18,6 +18,8 @@ class CleanStats:
         self.skipped: Counter = Counter()
         self.sources: dict[str, Counter] = defaultdict(Counter)
         self.totals: Counter = Counter()
+        self.unreadable: dict[str, str] = {}
+        """Input files that could not be read at all: path -> reason."""
 
     def step(self, name: str) -> Counter:
         """The counter of ``name``; steps keep the order in which they first count."""
@@ -31,8 +33,31 @@ class CleanStats:
         for source, counts in other.sources.items():
             self.sources[source].update(counts)
         self.totals.update(other.totals)
+        self.unreadable.update(other.unreadable)
 
     def as_dict(self) -> dict:
         steps = {name: {**dict(c), "seconds": round(self.seconds[name], 3)} for name, c in self.steps.items()}
-        return {**dict(self.totals), "reader_skipped": dict(self.skipped), "steps": steps,
-                "sources": {s: dict(c) for s, c in sorted(self.sources.items())}}
+        skipped = {k: v for k, v in self.skipped.items() if not k.startswith("kept_")}
+        kept = {k[5:]: v for k, v in self.skipped.items() if k.startswith("kept_")}
+        return {"records": 0, "docs": 0, **dict(self.totals), "reader_skipped": skipped,
+                "reader_kept_despite": kept, "unreadable": dict(sorted(self.unreadable.items())),
+                "steps": steps, "sources": {s: dict(c) for s, c in sorted(self.sources.items())}}
+
+
+def log_unreadable(stats: dict) -> None:
+    """One line per input file that could not be read, with the reason."""
+    for reason in stats["unreadable"].values():
+        print(f"[clean] unreadable: {reason}")
+
+
+def check_kept(stats: dict) -> None:
+    """Raise when no document was kept: a stage with no output must not be marked complete."""
+    from lmforge.errors import LmforgeError
+
+    if stats["docs"]:
+        return
+    unreadable = stats["unreadable"]
+    why = f"; {len(unreadable)} of {stats.get('inputs', '?')} input files unreadable" if unreadable else ""
+    first = f" (first: {next(iter(unreadable.values()))})" if unreadable else ""
+    raise LmforgeError(f"clean: no document kept from {stats['records']} records{why}{first}; "
+                       "check the inputs, [clean] languages and the quality thresholds (drops: rejects/*.parquet)")

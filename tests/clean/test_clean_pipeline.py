@@ -102,7 +102,7 @@ def test_end_to_end_docs_rejects_and_stats(tmp_path):
     assert stats["records"] == len(PAGES) and stats["docs"] == len(EXPECTED_KEPT)
     assert stats["reader_skipped"] == {"record_request": 1}
     steps = stats["steps"]
-    assert list(steps) == ["extract", "language", "quality", "pii", "exact_dedup", "near_dedup"]
+    assert list(steps) == ["extract", "language", "quality", "pii", "url_dedup", "exact_dedup", "near_dedup"]
     for name, counts in steps.items():
         dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
         assert counts["in"] == counts["out"] + dropped, name
@@ -185,8 +185,8 @@ def test_cli_cleans_jsonl_with_all_languages(tmp_path, capsys):
 
 
 def test_cli_reports_bad_config_values(tmp_path, capsys):
-    code = main(["clean", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "clean.minhash_threshold=2"])
-    assert code == 2 and "minhash_threshold" in capsys.readouterr().err
+    code = main(["clean", "--input", str(tmp_path), "--out", str(tmp_path / "o"), "--set", "clean.minhash.rows=0"])
+    assert code == 2 and "minhash" in capsys.readouterr().err
 
 
 def test_a_page_that_breaks_the_extractor_is_a_reject_not_a_crash(tmp_path, monkeypatch):

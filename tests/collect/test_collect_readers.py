@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from lmforge.collect.charset import decode_html
-from lmforge.collect.readers import expand_inputs, iter_records, parse_http_response
+from lmforge.collect.readers import detect_format, expand_inputs, iter_records, parse_http_response
 from lmforge.errors import LmforgeError
 
 RUSSIAN = "Привет, мир! Это страница в кодировке windows-1251, и её текст должен прочитаться правильно."
@@ -198,3 +198,164 @@ def test_parse_http_response_and_decode_html_precedence():
     assert decode_html(meta_says_sjis, None).endswith("日本")  # no header: <meta> wins over detection
     assert decode_html("é".encode("utf-8"), "iso-8859-1") == "Ã©"  # the header wins, as in a browser
     assert decode_html(b"\xef\xbb\xbfhi", "cp1251") == "hi"  # a byte order mark wins over everything
+
+
+# ---------------------------------------------------------------- headers that misdescribe the body
+
+PAGE = b"<html><head><title>t</title></head>\r\n\r\n<body><p>a real page</p></body></html>\n"
+
+
+def read_one(tmp_path, block: bytes, extra: str = "", version: bytes = b"WARC/1.1") -> tuple[list, Counter]:
+    path = tmp_path / "one.warc.gz"
+    path.write_bytes(gzip.compress(warc_record("response", "http://a.test/p", block, extra).replace(b"WARC/1.1", version, 1)))
+    skipped = Counter()
+    return [r.body for r in iter_records(path, skipped=skipped)], skipped
+
+
+@pytest.mark.parametrize("version", [b"WARC/1.1", b"WARC/0.18"])
+def test_body_stored_decoded_under_gzip_header_is_kept(tmp_path, version):
+    # ClueWeb09 (WARC/0.18) stored bodies decoded, kept the server's gzip headers, and wrote
+    # LF-only headers before bodies with CRLF in them.
+    compressed = gzip.compress(PAGE)
+    block = (b"HTTP/1.1 200 OK\nContent-Type: text/html\nContent-Encoding: gzip\n"
+             b"Content-Length: %d\n\n" % len(compressed)) + PAGE
+    bodies, skipped = read_one(tmp_path, block, version=version)
+    assert bodies == [PAGE] and skipped == Counter(kept_wrong_content_encoding=1)
+
+
+@pytest.mark.parametrize("declared", [len(PAGE) + 500, len(PAGE) - 20])
+def test_complete_body_with_a_wrong_content_length_is_kept(tmp_path, declared):
+    bodies, skipped = read_one(tmp_path, http(PAGE, extra=f"Content-Length: {declared}\r\n"))
+    assert bodies == [PAGE] and skipped == Counter(kept_wrong_content_length=1)
+    compressed = gzip.compress(PAGE)  # a gzip body that decodes to its end is complete whatever the length says
+    bodies, skipped = read_one(tmp_path, http(compressed, extra=f"Content-Encoding: gzip\r\nContent-Length: {declared}\r\n"))
+    assert bodies == [PAGE] and skipped == Counter(kept_wrong_content_length=1)
+
+
+def test_body_cut_by_the_archive_is_skipped_unless_it_says_so(tmp_path):
+    compressed = gzip.compress(PAGE * 20)
+    cut = http(compressed[: len(compressed) // 2], extra=f"Content-Encoding: gzip\r\nContent-Length: {len(compressed)}\r\n")
+    assert read_one(tmp_path, cut) == ([], Counter(short_payload=1))
+    bodies, skipped = read_one(tmp_path, cut, extra="WARC-Truncated: length\r\n")
+    assert len(bodies) == 1 and (PAGE * 20).startswith(bodies[0]) and not skipped
+    plain_cut = http(PAGE[:30], extra=f"Content-Length: {len(PAGE)}\r\n")
+    assert read_one(tmp_path, plain_cut) == ([], Counter(short_payload=1))
+    exact = http(PAGE, extra=f"Content-Length: {len(PAGE)}\r\n")
+    assert read_one(tmp_path, exact) == ([PAGE], Counter())
+
+
+# ---------------------------------------------------------------- formats told by their bytes
+
+
+def compressed(data: bytes, kind: str, per_record: list[bytes] | None = None) -> bytes:
+    from fastwarc.stream_io import Lz4Writer, ZstdWriter
+    import io
+
+    if kind == "gzip":
+        return gzip.compress(data)
+    out = io.BytesIO()
+    writer = {"lz4": Lz4Writer, "zstd": ZstdWriter}[kind](out)
+    for part in per_record or [data]:
+        writer.write(part)
+        writer.finish()  # one frame per record, like a .warc.gz with a member per record
+    writer.close()
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["gzip", "lz4", "zstd"])
+@pytest.mark.parametrize("name", ["x.warc.{ext}", "crawl-00001", "x.bin"])
+def test_compressed_warc_is_read_whatever_its_name(tmp_path, kind, name):
+    records = messy_records()
+    path = tmp_path / name.format(ext={"gzip": "gz", "lz4": "lz4", "zstd": "zst"}[kind])
+    path.write_bytes(compressed(b"".join(records), kind, records))
+    urls = [r.url.rsplit("/", 1)[1] for r in iter_records(path)]
+    assert urls == PAGE_URLS
+    assert detect_format(path) in ("warc", "wet") and expand_inputs(str(tmp_path)) == [path]
+
+
+def test_other_formats_told_by_their_first_bytes(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "lines").write_bytes(compressed(b'{"text": "one"}\n{"text": "two"}\n', "zstd"))
+    pq.write_table(pa.table({"text": ["pq"]}), tmp_path / "table")
+    (tmp_path / "page").write_bytes(b"<!DOCTYPE html><html><body>x</body></html>")
+    (tmp_path / "old").write_bytes(b"filedesc://x.arc 0.0.0.0 20040101000000 text/plain 0\n")
+    (tmp_path / "image").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    assert {p.name: detect_format(p) for p in expand_inputs(str(tmp_path))} == {
+        "lines": "jsonl", "table": "parquet", "page": "html", "old": "arc"}
+    assert [r.text for r in iter_records(tmp_path / "lines")] == ["one", "two"]
+    with pytest.raises(LmforgeError, match="cannot tell its format"):
+        detect_format(tmp_path / "image")
+
+
+# ---------------------------------------------------------------- files that cannot be read at all
+
+
+def bad_files(tmp_path) -> dict:
+    import random
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    noise = random.Random(0).randbytes(5000)
+    files = {"empty.warc.gz": b"", "empty.warc": b"", "empty.wet.gz": b"", "noise.warc.gz": noise,
+             "noise.warc": noise, "noise.wet.gz": noise, "noise.parquet": noise, "noise.jsonl.gz": noise,
+             "gzip-noise.warc.gz": b"\x1f\x8b\x08\x00" + noise, "latin1.jsonl": '{"text": "café"}\n'.encode("latin-1"),
+             "noise.arc.gz": noise, "empty.jsonl": b""}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    pq.write_table(pa.table({"text": [1, 2, 3]}), tmp_path / "ints.parquet")
+    return sorted(tmp_path.iterdir())
+
+
+def test_unreadable_files_raise_one_named_error(tmp_path):
+    from lmforge.collect.readers import UnreadableInput
+
+    for path in bad_files(tmp_path):
+        with pytest.raises(UnreadableInput) as info:
+            list(iter_records(path))
+        message = str(info.value)
+        assert message.startswith(str(path)) and "\n" not in message and len(message) < 320, message
+    with pytest.raises(UnreadableInput, match="holds int64, not text"):
+        list(iter_records(tmp_path / "ints.parquet"))
+    with pytest.raises(UnreadableInput, match="empty file"):
+        list(iter_records(tmp_path / "empty.warc.gz"))
+
+
+_MAGICS = [b"", b"\x1f\x8b\x08\x00", b"\x28\xb5\x2f\xfd", b"\x04\x22\x4d\x18", b"WARC/1.1\r\n", b"PAR1", b"{\"text\": ",
+           b"filedesc://"]
+_NAMES = ["x.warc.gz", "x.warc", "x.wet.gz", "x.arc.gz", "x.parquet", "x.jsonl", "x.jsonl.gz", "x.html", "x.warc.lz4",
+          "x.warc.zst", "noname"]
+
+
+def test_any_bytes_under_any_name_give_records_or_one_unreadable_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from lmforge.collect.readers import UnreadableInput
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.sampled_from(_MAGICS), st.binary(max_size=600), st.sampled_from(_NAMES))
+    def check(magic, rest, name):
+        path = tmp_path / name
+        path.write_bytes(magic + rest)
+        skipped = Counter()
+        try:
+            fmt = detect_format(path)
+        except LmforgeError:
+            return  # a name and bytes that say nothing: the folder walk leaves it out
+        try:
+            for record in iter_records(path, fmt, skipped=skipped):
+                assert record.body is not None or record.text is not None
+        except UnreadableInput as exc:
+            assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+
+    check()
+
+
+def test_a_gzip_header_with_damaged_data_is_no_known_format(tmp_path):
+    path = tmp_path / "noname"
+    path.write_bytes(b"\x1f\x8b\x08\x00" + bytes(11))  # found by the property test above
+    with pytest.raises(LmforgeError, match="cannot tell its format"):
+        detect_format(path)

@@ -1,5 +1,3 @@
-"""Deduplication across the whole corpus: exact (hash of normalised text) and near (MinHash LSH).
-
-Signatures are computed per document inside the shards (in parallel); the decisions need the
-global view and are taken in one process, in input order, so the first of a group is kept.
+"""Deduplication across the whole corpus: exact (hash of normalised text) and near (MinHash LSH),
+in FineWeb's four stages (stages.py), each run as tasks over parts or buckets.
 """
