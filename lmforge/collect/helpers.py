@@ -134,7 +134,8 @@ class Helpers:
             logging.getLogger(__name__).warning("a helper process died; going on in the crawl process")
             self.close()
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Stop the helpers: calls in flight get ``wait`` seconds to be answered, then they are killed."""
         processes, self.processes = self.processes, []
         with self.lock:  # the helpers exit once the calls already sent are answered
             if self.jobs is not None:
@@ -148,7 +149,7 @@ class Helpers:
             if slot is not None:
                 os.close(self.done[slot])
         self.free.put(None)  # wakes a thread waiting for a slot: it runs the work itself
-        end = time.monotonic() + 2.0  # calls in flight get their answer; a stuck one is not waited for
+        end = time.monotonic() + wait
         for proc in processes:
             proc.join(timeout=max(0.0, end - time.monotonic()))
         stop_processes(processes)
