@@ -147,3 +147,29 @@ def test_ctrl_c_stops_the_stage_within_two_seconds(tmp_path, start, n):
         for pid in [proc.pid, *descendants(proc.pid)]:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_crawl_stops_on_ctrl_c_within_two_seconds_and_its_helpers_with_it(tmp_path):
+    import socket
+
+    with socket.socket() as silent:  # connections complete in the backlog and are never answered
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/"
+        proc = subprocess.Popen([sys.executable, "-m", "lmforge", "crawl", url, "--out", str(tmp_path / "crawl"),
+                                 "--quiet", "--set", "collect.helper_processes=2", "--set", "collect.obey_robots=false"],
+                                env=_env(), start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        try:
+            helpers = _busy_workers(proc, 2)
+            t0 = time.monotonic()
+            os.killpg(proc.pid, signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            seconds = time.monotonic() - t0
+            assert seconds < 2.5, f"took {seconds:.1f} s to stop"
+            assert "interrupted; rerun the same command to resume" in err and "Traceback" not in err, err
+            assert _wait_for(lambda: not any(alive(p) for p in helpers), 2)
+        finally:
+            for pid in [proc.pid, *descendants(proc.pid)]:
+                if alive(pid):
+                    os.kill(pid, signal.SIGKILL)
