@@ -32,10 +32,19 @@ def load_seeds(cfg: CollectConfig) -> list[str]:
         path = Path(cfg.seeds_file)
         if not path.is_file():
             raise LmforgeError(f"seeds_file {path}: no such file (one URL per line)")
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LmforgeError(f"seeds_file {path}: cannot read it as UTF-8 text ({exc}); give one URL per line") from None
+        for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
                 seeds.append(line)
+    return check_seeds(seeds)
+
+
+def check_seeds(seeds: list[str]) -> list[str]:
+    """``seeds``, if every one is an http(s) URL; else an error naming the first that is not."""
     bad = [s for s in seeds if normalize_url(s) is None]
     if bad:
         raise LmforgeError(f"seed {bad[0]!r} is not an http(s) URL; give full URLs like https://example.org/")
@@ -46,7 +55,9 @@ def run_stage(cfg, rd) -> dict:
     """The pipeline stage: crawl ``cfg.collect`` into ``rd.crawl``; resumes an interrupted crawl."""
     collect = cfg.collect
     if not (collect.seeds or collect.seeds_file or collect.serve_demo):
-        return {"skipped": "no seeds"}
+        raise LmforgeError("crawl: no page was fetched: the config has no seeds; set [collect] seeds = "
+                           "[\"https://...\"] (or seeds_file, or serve_demo = true for the demo site), or give the "
+                           "clean stage files with [[clean.inputs]] path = \"data/*.warc.gz\"")
     rd.crawl.mkdir(parents=True, exist_ok=True)
     if not collect.serve_demo:
         return crawl(collect, rd.crawl, load_seeds(collect))
@@ -58,7 +69,7 @@ def run_stage(cfg, rd) -> dict:
 
 def crawl(cfg: CollectConfig, out_dir: str | Path, seeds: list[str], progress: bool = True) -> dict:
     """Crawl from ``seeds`` into ``out_dir/*.warc.gz``; returns the stats of this run."""
-    return Crawler(cfg, Path(out_dir), seeds, progress).run()
+    return Crawler(cfg, Path(out_dir), check_seeds(seeds), progress).run()
 
 
 class Crawler:
