@@ -8,21 +8,19 @@ lifecycle here:
 - a worker dies with its parent (:func:`worker_started`): Linux kills it when the parent dies
   (``prctl(PR_SET_PDEATHSIG)``); elsewhere a thread sees the parent change and exits;
 - Ctrl-C is the parent's: a worker ignores SIGINT, the parent cancels what is queued, stops its
-  workers at once and the command says "interrupted; rerun the same command to resume";
-- a killed stage's temporary files and folders (``.NAME.PID.tmp``, ``.NAME.tmp``) are removed
-  by the next run (:func:`remove_stale_temp`).
+  workers at once and the command says "interrupted; rerun the same command to resume".
+
+What a killed stage leaves (``.NAME.PID.tmp`` files and folders) the next run removes when it
+takes the run's lock (lmforge.rundir.remove_stale_temps).
 """
 
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import signal
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
@@ -177,64 +175,3 @@ def _map_ray(fn: Callable, items: list, workers: int) -> Iterator:
                 pass
         if started:
             ray.shutdown()
-
-
-# ---------------------------------------------------------------- leftovers of a killed run
-
-_TEMP = re.compile(r"^\..+?(?:\.(\d+))?\.tmp$")
-"""``.NAME.PID.tmp`` (rundir.atomic_path, checkpoints, tokenizer folders, token shards) and
-``.NAME.tmp`` (the clean stage's output files)."""
-
-
-def remove_stale_temp(root: str | os.PathLike) -> list[Path]:
-    """Remove the temporary files and folders under ``root`` that no live writer holds; return them.
-
-    A name with a PID is kept while that process lives and is the one that made it (it started
-    before the file was last written: a PID reused later does not count). One without a PID is
-    removed: the caller holds the run directory, so no writer of it is running.
-    """
-    root = Path(root)
-    removed = []
-    if not root.is_dir():
-        return removed
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [*dirnames, *filenames]:
-            match = _TEMP.match(name)
-            path = Path(dirpath) / name
-            if not match or (match[1] and _written_by_live_process(path, int(match[1]))):
-                continue
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-                dirnames.remove(name)
-            else:
-                path.unlink(missing_ok=True)
-            removed.append(path)
-    return removed
-
-
-def _written_by_live_process(path: Path, pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        pass
-    started = _process_start_time(pid)
-    try:
-        return started is None or started <= path.lstat().st_mtime + 1.0
-    except FileNotFoundError:
-        return True  # gone meanwhile: nothing to remove
-
-
-def _process_start_time(pid: int) -> float | None:
-    """Wall-clock start of ``pid`` from /proc (Linux), None where unknown."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks after boot
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
-        return boot + ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, StopIteration):
-        return None

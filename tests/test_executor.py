@@ -1,6 +1,5 @@
 """lmforge.executor: fan-out gives every result once, stops its workers on an error or an early
-close, a worker dies with its parent (prctl, or the getppid watch), and a killed run's temporary
-files are removed unless a live writer holds them."""
+close, and a worker dies with its parent (prctl, or the getppid watch)."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lmforge import executor
-from lmforge.executor import map_unordered, remove_stale_temp
+from lmforge.executor import map_unordered
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,48 +104,3 @@ def test_a_worker_dies_with_its_killed_parent(no_prctl):
     if alive:
         os.kill(child, signal.SIGKILL)
     assert not alive
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait()
-    return proc.pid
-
-
-def test_remove_stale_temp_keeps_what_a_live_writer_holds(tmp_path):
-    dead = _dead_pid()
-    stale_file = tmp_path / "tokens" / f".train_000.bin.{dead}.tmp"
-    stale_dir = tmp_path / "checkpoints" / f".step_40.{dead}.tmp"
-    no_pid = tmp_path / "docs" / ".part-00000.parquet.tmp"
-    mine = tmp_path / f".config.toml.{os.getpid()}.tmp"
-    kept = [tmp_path / "docs" / "part-00000.parquet", tmp_path / ".complete" / "clean", tmp_path / "notes.tmp"]
-    for path in (stale_file, no_pid, mine, *kept):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("x")
-    (stale_dir / "inner").mkdir(parents=True)
-    (stale_dir / "inner" / "model.safetensors").write_text("x")
-
-    removed = remove_stale_temp(tmp_path)
-    assert sorted(removed) == sorted([stale_file, stale_dir, no_pid])
-    assert not stale_file.exists() and not stale_dir.exists() and not no_pid.exists()
-    assert mine.exists() and all(p.exists() for p in kept)
-    assert remove_stale_temp(tmp_path / "missing") == []
-
-
-def test_remove_stale_temp_sees_a_reused_pid(tmp_path):
-    """A live process that started after the file was last written did not write it."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        old = tmp_path / f".shard.bin.{proc.pid}.tmp"
-        new = tmp_path / f".other.bin.{proc.pid}.tmp"
-        old.write_text("x")
-        new.write_text("x")
-        an_hour_ago = time.time() - 3600
-        os.utime(old, (an_hour_ago, an_hour_ago))
-        if executor._process_start_time(proc.pid) is None:
-            pytest.skip("no process start times here")
-        assert remove_stale_temp(tmp_path) == [old]
-        assert new.exists()
-    finally:
-        proc.kill()
-        proc.wait()

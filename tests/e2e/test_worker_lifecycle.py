@@ -73,10 +73,14 @@ def _jsonl(path: Path, n: int) -> Path:
     return path
 
 
+def _clean_command(tmp_path: Path) -> list[str]:
+    return [sys.executable, "-m", "lmforge", "clean", "--input", str(tmp_path / "in.jsonl"), "--out",
+            str(tmp_path / "out"), "--workers", "2"]
+
+
 def _start_clean(tmp_path: Path) -> subprocess.Popen:
-    src = _jsonl(tmp_path / "in.jsonl", 6000)
-    return subprocess.Popen([sys.executable, "-m", "lmforge", "clean", "--input", str(src), "--out",
-                             str(tmp_path / "out"), "--workers", "2"], env=_env(), start_new_session=True,
+    _jsonl(tmp_path / "in.jsonl", 6000)
+    return subprocess.Popen(_clean_command(tmp_path), env=_env(), start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -124,6 +128,12 @@ def test_sigkill_of_the_parent_leaves_no_worker(tmp_path, start, n):
         proc.wait(5)
         assert _wait_for(lambda: not any(alive(p) for p in workers), 5), \
             f"still running 5 s after the parent died: {[p for p in workers if alive(p)]}"
+        if start is _start_clean:  # the same command resumes, and leaves no temporary file behind
+            again = subprocess.run(_clean_command(tmp_path), env=_env(), capture_output=True, text=True, timeout=300)
+            assert again.returncode == 0, again.stderr
+            out = tmp_path / "out"
+            assert (out / ".complete" / "clean").exists() and not list(out.rglob("*.tmp"))
+            assert json.loads((out / "stats" / "clean.json").read_text())["records"] == 6000
     finally:
         for pid in [proc.pid, *descendants(proc.pid)]:
             if alive(pid):
