@@ -156,12 +156,12 @@ def _map_ray(fn: Callable, items: list, workers: int) -> Iterator:
     them on storage every node shares."""
     ray = import_ray()
     started = not ray.is_initialized()
-    if started and os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    elif started:
-        ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
     pending: list = []
-    try:
+    try:  # Ctrl-C during ray.init too must stop what it started
+        if started and os.environ.get("RAY_ADDRESS"):
+            ray.init(log_to_driver=False)
+        elif started:
+            ray.init(num_cpus=max(workers, 1), include_dashboard=False, log_to_driver=False)
         task = ray.remote(_apply)
         pending = [task.remote(fn, item) for item in items]
         while pending:
