@@ -97,6 +97,9 @@ def map_unordered(fn: Callable, items: Iterable, workers: int, executor: str = "
 def _map_pool(fn: Callable, items: list, workers: int) -> Iterator:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from lmforge.errors import LmforgeError
 
     # spawn, not fork: the parent may hold threads (tqdm's monitor), which fork does not copy safely.
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
@@ -105,7 +108,13 @@ def _map_pool(fn: Callable, items: list, workers: int) -> Iterator:
     try:
         futures = [pool.submit(fn, item) for item in items]
         for future in as_completed(futures):
-            yield future.result()
+            try:
+                result = future.result()
+            except BrokenProcessPool:
+                codes = [p.exitcode for p in (getattr(pool, "_processes", None) or {}).values()]
+                raise LmforgeError(f"a worker process died{f' (exit codes {codes})' if codes else ''}: out of "
+                                   "memory? use fewer workers; a rerun resumes") from None
+            yield result
         finished = True
     finally:
         if finished:

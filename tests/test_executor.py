@@ -58,6 +58,20 @@ def test_closing_early_stops_the_workers():
     assert not multiprocessing.active_children()
 
 
+def die(x: int) -> int:
+    if x == 2:
+        os._exit(9)  # as the kernel's OOM killer would end it
+    time.sleep(0.2)
+    return x
+
+
+def test_a_worker_that_dies_is_one_clear_error():
+    from lmforge.errors import LmforgeError
+
+    with pytest.raises(LmforgeError, match="a worker process died .*use fewer workers"):
+        list(map_unordered(die, range(6), 2))
+
+
 def test_an_unknown_executor_is_refused():
     with pytest.raises(ValueError, match="not one of local, ray"):
         map_unordered(square, [1], 2, "dask")
