@@ -60,7 +60,9 @@ def run_stage(cfg, rd) -> dict:
     c: CleanConfig = cfg.clean
     files = resolve_inputs(c, rd)
     if c.executor == "ray":
-        _import_ray()  # fail before emptying the output folders
+        from lmforge.executor import import_ray
+
+        import_ray()  # fail before emptying the output folders
     rd.reset_dir(rd.docs)
     rd.reset_dir(rd.rejects)
     workers = c.workers or os.cpu_count() or 1
@@ -160,18 +162,24 @@ def _shard_stats(shards: list[Shard], files: list[InputFile], c: CleanConfig, wo
 
 def run_shards(shards: list[Shard], c: CleanConfig, workers: int, folder: Path) -> None:
     """Process and save (``folder``, clean/parts.py) each shard, in this process (1 worker), a
-    process pool, or Ray."""
+    process pool, or Ray (lmforge/executor.py)."""
+    import contextlib
+    import functools
+
     from tqdm import tqdm
+
+    from lmforge.executor import map_unordered
 
     bar = tqdm(unit="record", desc="clean", disable=None, leave=False)
     try:
-        if c.executor == "ray":
-            _run_ray(shards, c, bar, folder)
-        elif workers <= 1 or len(shards) <= 1:
+        if c.executor == "local" and (workers <= 1 or len(shards) <= 1):
             for s in shards:
                 save_shard(s, c, folder, progress=bar.update)
-        else:
-            _run_pool(shards, c, workers, bar, folder)
+            return
+        work = functools.partial(save_shard, c=c, folder=folder)
+        with contextlib.closing(map_unordered(work, shards, workers, c.executor)) as records:
+            for count in records:
+                bar.update(count)
     finally:
         bar.close()
 
@@ -187,44 +195,6 @@ def save_shard(shard: Shard, c: CleanConfig, folder: Path, progress=None) -> int
     result.docs.sort(key=lambda d: key(d.url, d.order))
     result.rejects.sort(key=lambda r: key(r.url, r.order))
     return save(Path(folder), shard.index, result)
-
-
-def _run_pool(shards, c, workers, bar, folder) -> None:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # spawn, not fork: the parent may hold threads (tqdm's monitor), which fork does not copy safely.
-    with ProcessPoolExecutor(min(workers, len(shards)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(save_shard, s, c, folder) for s in shards]):
-            bar.update(future.result())
-
-
-def _import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise LmforgeError("clean: executor = 'ray' needs Ray: pip install 'lmforge[ray]' "
-                           "(or set [clean] executor = 'local')") from None
-    return ray
-
-
-def _run_ray(shards, c, bar, folder) -> None:
-    """The shards as Ray tasks: on the cluster named by RAY_ADDRESS (or one already joined), else
-    on a Ray started here with ``workers`` CPUs and stopped at the end. The tasks save their
-    parts under ``folder``: on a cluster it must be on storage every node shares."""
-    ray = _import_ray()
-    started = not ray.is_initialized()
-    if started and os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=False)
-    elif started:
-        ray.init(num_cpus=c.workers or os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(save_shard)
-        for ref in [task.remote(s, c, folder) for s in shards]:
-            bar.update(ray.get(ref))
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # ---------------------------------------------------------------- one shard

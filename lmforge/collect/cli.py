@@ -64,13 +64,14 @@ def _cmd_crawl(args) -> int:
     from lmforge.collect.crawl import crawl, load_seeds
     from lmforge.errors import LmforgeError
 
+    from lmforge.cliargs import writable_folder
+    from lmforge.collect.crawl import check_seeds
+
     cfg = _collect_config(args)
-    seeds = [*args.seeds, *load_seeds(cfg)]
+    seeds = [*check_seeds(args.seeds), *load_seeds(cfg)]
     if not seeds and not args.demo:
         raise LmforgeError("nothing to crawl: give seed URLs, --seeds-file FILE or --demo")
-    from pathlib import Path
-
-    out = Path(args.out)
+    out = writable_folder(args.out, "--out")
     with contextlib.ExitStack() as stack:
         if args.demo:
             from lmforge.collect.demo_site import serve_demo

@@ -32,10 +32,19 @@ def load_seeds(cfg: CollectConfig) -> list[str]:
         path = Path(cfg.seeds_file)
         if not path.is_file():
             raise LmforgeError(f"seeds_file {path}: no such file (one URL per line)")
-        for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise LmforgeError(f"seeds_file {path}: cannot read it as UTF-8 text ({exc}); give one URL per line") from None
+        for line in text.splitlines():
             line = line.split("#", 1)[0].strip()
             if line:
                 seeds.append(line)
+    return check_seeds(seeds)
+
+
+def check_seeds(seeds: list[str]) -> list[str]:
+    """``seeds``, if every one is an http(s) URL; else an error naming the first that is not."""
     bad = [s for s in seeds if normalize_url(s) is None]
     if bad:
         raise LmforgeError(f"seed {bad[0]!r} is not an http(s) URL; give full URLs like https://example.org/")
@@ -46,7 +55,9 @@ def run_stage(cfg, rd) -> dict:
     """The pipeline stage: crawl ``cfg.collect`` into ``rd.crawl``; resumes an interrupted crawl."""
     collect = cfg.collect
     if not (collect.seeds or collect.seeds_file or collect.serve_demo):
-        return {"skipped": "no seeds"}
+        raise LmforgeError("crawl: no page was fetched: the config has no seeds; set [collect] seeds = "
+                           "[\"https://...\"] (or seeds_file, or serve_demo = true for the demo site), or give the "
+                           "clean stage files with [[clean.inputs]] path = \"data/*.warc.gz\"")
     rd.crawl.mkdir(parents=True, exist_ok=True)
     if not collect.serve_demo:
         return crawl(collect, rd.crawl, load_seeds(collect))
@@ -58,7 +69,7 @@ def run_stage(cfg, rd) -> dict:
 
 def crawl(cfg: CollectConfig, out_dir: str | Path, seeds: list[str], progress: bool = True) -> dict:
     """Crawl from ``seeds`` into ``out_dir/*.warc.gz``; returns the stats of this run."""
-    return Crawler(cfg, Path(out_dir), seeds, progress).run()
+    return Crawler(cfg, Path(out_dir), check_seeds(seeds), progress).run()
 
 
 class Crawler:
@@ -86,6 +97,8 @@ class Crawler:
                                          warcinfo_fields(cfg.user_agent, "obey" if cfg.obey_robots else "ignore"),
                                          cfg.warc_gzip_level)
         self.seen: set[str] = set()
+        self.deferred = 0  # pages given back unfetched at the deadline
+        self.deadline = float("inf")
         self._resume(events)
 
     def _resume(self, events: list[dict]) -> None:
@@ -161,15 +174,20 @@ class Crawler:
                     if time.monotonic() >= self.deadline and not self.frontier.stopped:
                         self.stats["stopped_max_seconds"] = 1
                         self.frontier.stop()
+            stopping = 2.0
+        except BaseException:  # Ctrl-C: what is in flight gets a moment, the whole stop under 2 s
+            stopping = 0.3
+            raise
         finally:
             self.frontier.stop()
-            for w in workers:  # on Ctrl-C, give the pages in flight a moment to be recorded
-                w.join(timeout=2.0)
+            end = time.monotonic() + 1.0  # on Ctrl-C, give the pages in flight a moment to be recorded
+            for w in workers:
+                w.join(timeout=max(0.0, end - time.monotonic()))
             with self.io_lock:
                 self.writer.finish()
                 self.journal.close()
             self.bar.close()
-            self.helpers.close()
+            self.helpers.close(wait=stopping)
             close_clients()
         return self._report()
 
@@ -195,11 +213,15 @@ class Crawler:
         """Fetch one URL and record it; return whether a request went out (for politeness)."""
         host = host_of(item.url)
         if not self.robots.allowed(item.url, host, self.client):
-            self._skip(item.url, "robots_blocked")
+            failure = self.robots.failure(host)  # no answer at all: the host is down, not forbidding
+            self._skip(item.url, failure or "robots_blocked", error=bool(failure))
             return False
         self.frontier.set_delay(host, max(self.cfg.per_host_delay, self.robots.delay(host)))
         got = self._fetch(item)
-        if isinstance(got, str):
+        if got is None:  # the deadline came first: it stays queued for a rerun
+            with self.lock:
+                self.deferred += 1
+        elif isinstance(got, str):
             self._skip(item.url, got, error=True)
         elif got.kind == "skip":
             self._skip(item.url, got.reason)
@@ -208,11 +230,15 @@ class Crawler:
         return True
 
     # -- fetching ----------------------------------------------------------------------------
-    def _fetch(self, item: Item) -> Exchange | str:
+    def _fetch(self, item: Item) -> Exchange | str | None:
         """The exchange to record or skip, with retries on connection errors, timeouts, 429 and
-        5xx (the waits are here, not in a helper); a str names the final error."""
+        5xx (the waits are here, not in a helper); a str names the final error. None: max_seconds
+        came before a request or a wait could end; no request starts after it, so a crawl
+        overruns it by at most one request (connect_timeout + read_timeout)."""
         cfg = self.cfg
         for attempt in range(cfg.retries + 1):
+            if time.monotonic() >= self.deadline or self.frontier.stopped:
+                return None
             last = attempt == cfg.retries
             got = self.helpers.run_once(fetch_exchange, item.url, self.options, last, item.depth < cfg.max_depth)
             if got.kind in ("record", "skip"):
@@ -224,9 +250,17 @@ class Crawler:
             wait = got.retry_after if got.kind == "retry" else None
             if wait is not None and wait > cfg.max_retry_wait:
                 return "retry_after_too_long"
-            time.sleep(wait if wait is not None else backoff_seconds(attempt, cfg.backoff_base, cfg.max_retry_wait))
-            time.sleep(self.frontier.reserve(host_of(item.url)))  # a retry is a request too: same politeness
+            wait = wait if wait is not None else backoff_seconds(attempt, cfg.backoff_base, cfg.max_retry_wait)
+            if not self._pause(wait) or not self._pause(self.frontier.reserve(host_of(item.url))):
+                return None  # (the second pause: a retry is a request too, with the same politeness)
         return "retries_exhausted"
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep, unless that would pass the deadline or the crawl stops meanwhile (Ctrl-C):
+        then return False at once."""
+        if time.monotonic() + seconds >= self.deadline:
+            return False
+        return not self.frontier.wait_stopped(seconds)
 
     # -- recording ---------------------------------------------------------------------------
     def _record(self, item: Item, got: Exchange) -> None:
@@ -237,6 +271,8 @@ class Crawler:
         if got.links:
             self._enqueue_many(got.links, item.depth + 1)
         with self.io_lock:  # the page counts as fetched only once its records are flushed
+            if self.writer.finished:  # answered after the crawl stopped (Ctrl-C): fetched again by a rerun
+                return
             name, end = self.writer.append(got.members)
             self.journal.write(ev="done", url=item.url, file=name, end=end, status=got.status,
                                page=int(page), bytes=got.body_bytes)
@@ -282,7 +318,7 @@ class Crawler:
         out = {k: self.stats.get(k, 0) for k in ("fetched", "bytes", "robots_blocked", "out_of_scope", "too_large",
                                                   "non_html", "retries", "redirects")}
         out.update(by_status=dict(sorted(self.by_status.items())), errors=dict(self.errors),
-                   pending=self.frontier.pending(), resumed=self.resumed, previously_fetched=self.prev_pages,
+                   pending=self.frontier.pending() + self.deferred, resumed=self.resumed, previously_fetched=self.prev_pages,
                    repaired_warc_files=self.repaired, warc_files=self.writer.files_written,
                    crawl_seconds=round(seconds, 2), pages_per_s=round(self.stats["fetched"] / max(seconds, 1e-9), 2))
         if self.stats.get("stopped_max_seconds"):

@@ -93,7 +93,7 @@ def _get(url: str, headers: dict, options: FetchOptions) -> tuple | Exchange:
     """(status, protocol, status line, headers, lower-cased first headers, body) of the answer,
     or an Exchange saying why there is none: a skip, or a network error (only the request and
     the reading are guarded: an error while packing is a bug to report, not a retry)."""
-    from urllib3.exceptions import HTTPError, NewConnectionError, TimeoutError
+    from urllib3.exceptions import HTTPError
 
     from lmforge.collect.fetcher import finish
 
@@ -110,16 +110,40 @@ def _get(url: str, headers: dict, options: FetchOptions) -> tuple | Exchange:
             finish(resp, complete)
     except Skip as why:
         return Exchange("skip", reason=str(why))
-    except NewConnectionError:  # refused or unresolved: urllib3 files it under timeouts
-        return Exchange("error", reason="connection")
-    except TimeoutError:
-        return Exchange("error", reason="timeout")
-    except (HTTPError, OSError):
-        return Exchange("error", reason="connection")
+    except (HTTPError, OSError) as exc:
+        return Exchange("error", reason=network_error_kind(exc))
     if sniff and not _looks_like_html(body):
         return Exchange("skip", reason="non_html")
     protocol = "HTTP/1.0" if resp.version == 10 else "HTTP/1.1"
     return status, protocol, f"{status} {resp.reason or ''}".strip(), got, header, body
+
+
+def network_error_kind(exc: BaseException) -> str:
+    """The cause of a failed request, as counted in the crawl's errors: ``dns_failure``,
+    ``connection_refused``, ``connect_timeout``, ``timeout`` (no answer within read_timeout),
+    ``tls_error`` or ``connection`` (reset, closed early, anything else)."""
+    import socket
+
+    from urllib3.exceptions import (ConnectTimeoutError, MaxRetryError, NameResolutionError, NewConnectionError,
+                                    ReadTimeoutError, SSLError)
+
+    if isinstance(exc, MaxRetryError) and exc.reason is not None:  # a request made with retries (robots.txt)
+        exc = exc.reason
+    cause = exc.__cause__ or exc.__context__
+    if isinstance(exc, (NameResolutionError, socket.gaierror)):
+        return "dns_failure"
+    if isinstance(exc, ConnectionRefusedError) or isinstance(cause, ConnectionRefusedError) or (
+            isinstance(exc, NewConnectionError) and "refused" in str(exc).lower()):
+        return "connection_refused"
+    if isinstance(exc, NewConnectionError):  # urllib3 files a failed connect under ConnectTimeoutError too
+        return "connect_timeout" if isinstance(cause, (socket.timeout, TimeoutError)) else "connection"
+    if isinstance(exc, ConnectTimeoutError):
+        return "connect_timeout"
+    if isinstance(exc, (ReadTimeoutError, socket.timeout, TimeoutError)):
+        return "timeout"
+    if isinstance(exc, SSLError):
+        return "tls_error"
+    return "connection"
 
 
 def _check_and_read(resp, status: int, header: dict, max_bytes: int) -> tuple[bytes, bool]:

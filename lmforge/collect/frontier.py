@@ -40,6 +40,7 @@ class Frontier:
         self.per_host, self.default_delay = per_host_concurrency, default_delay
         self.in_flight = 0
         self.stopped = False
+        self._stop = threading.Event()
 
     def push(self, item: Item) -> None:
         with self.cond:
@@ -89,10 +90,13 @@ class Frontier:
         return None, wait
 
     def set_delay(self, host: str, delay: float) -> None:
+        """The host's delay, once robots.txt is known; called just before a request to it, so
+        the next one waits ``delay`` from now (not from when this one was taken: fetching
+        robots.txt took some of that time)."""
         with self.cond:
             if self.delays.get(host) != delay:
                 self.delays[host] = delay
-                self.next_time[host] = self.last_start.get(host, 0.0) + delay
+                self.next_time[host] = max(self.next_time.get(host, 0.0), time.monotonic() + delay)
 
     def reserve(self, host: str) -> float:
         """Book the host's next turn for a retry; return the seconds to wait for it."""
@@ -115,7 +119,12 @@ class Frontier:
     def stop(self) -> None:
         with self.cond:
             self.stopped = True
+            self._stop.set()
             self.cond.notify_all()
+
+    def wait_stopped(self, seconds: float) -> bool:
+        """Sleep ``seconds``, or less if the crawl stops meanwhile; return whether it stopped."""
+        return self._stop.wait(max(seconds, 0.0))
 
 
 def backoff_seconds(attempt: int, base: float, cap: float) -> float:

@@ -17,6 +17,9 @@ import queue
 import select
 import struct
 import threading
+import time
+
+from lmforge.executor import stop_processes
 
 
 class TooLarge(Exception):
@@ -55,7 +58,8 @@ class Helpers:
         done = [os.pipe() for _ in range(max(n, slots))]
         self.windows = [mmap.mmap(-1, window) for _ in done]  # pages are only taken when written
         for i in range(n):
-            proc = context.Process(target=_serve, args=(jobs_in, self.jobs, done, self.windows, threads, init),
+            proc = context.Process(target=_serve, args=(jobs_in, self.jobs, done, self.windows, threads, init,
+                                                        os.getpid()),
                                    daemon=True, name=f"lmforge-helper-{i}")
             proc.start()
             self.processes.append(proc)
@@ -130,7 +134,8 @@ class Helpers:
             logging.getLogger(__name__).warning("a helper process died; going on in the crawl process")
             self.close()
 
-    def close(self) -> None:
+    def close(self, wait: float = 2.0) -> None:
+        """Stop the helpers: calls in flight get ``wait`` seconds to be answered, then they are killed."""
         processes, self.processes = self.processes, []
         with self.lock:  # the helpers exit once the calls already sent are answered
             if self.jobs is not None:
@@ -144,24 +149,24 @@ class Helpers:
             if slot is not None:
                 os.close(self.done[slot])
         self.free.put(None)  # wakes a thread waiting for a slot: it runs the work itself
+        end = time.monotonic() + wait
         for proc in processes:
-            proc.join(timeout=2.0)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+            proc.join(timeout=max(0.0, end - time.monotonic()))
+        stop_processes(processes)
 
 
 _TOO_BIG = object()
 
 
-def _serve(jobs: int, jobs_out: int, done: list, windows: list, threads: int, init: tuple) -> None:
+def _serve(jobs: int, jobs_out: int, done: list, windows: list, threads: int, init: tuple, parent_pid: int) -> None:
     """A helper process: ``threads`` threads run the calls named on ``jobs``, each answering in
     its slot's window (a call that waits on the network leaves the others to run)."""
     import gc
-    import signal
 
+    from lmforge.executor import worker_started
+
+    worker_started(parent_pid)  # dies with the crawl, which handles Ctrl-C and closes our pipes
     gc.freeze()  # what fork copied is not collected here: no copy-on-write faults from gc passes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the crawl's to handle; it closes our pipes
     os.close(jobs_out)  # the crawl's end, copied by fork: closed, so that its exit reads as EOF
     for mine, _ in done:
         os.close(mine)

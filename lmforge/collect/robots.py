@@ -12,12 +12,15 @@ class RobotsCache:
     """``allowed(url)`` and ``delay(host)`` for each ``scheme://host``, fetching robots.txt on first use.
 
     RFC 9309 2.3.1: a 4xx answer means no rules (all allowed); a 5xx answer or no answer at all
-    means the site is unreachable, so everything on it is disallowed.
+    means the site is unreachable, so everything on it is disallowed. When there was no answer,
+    :meth:`failure` names the cause (``connection_refused``, ``dns_failure``, ``timeout``...):
+    the crawl counts such a page as an error, not as blocked by robots.txt.
     """
 
     def __init__(self, user_agent: str, obey: bool = True):
         self.user_agent, self.obey = user_agent, obey  # timeouts are the client's (fetcher.Client)
         self._rules: dict[str, object] = {}
+        self._failures: dict[str, str] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
 
@@ -37,6 +40,7 @@ class RobotsCache:
         from protego import Protego
         from urllib3.exceptions import HTTPError
 
+        from lmforge.collect.exchange import network_error_kind
         from lmforge.collect.fetcher import finish
 
         try:
@@ -46,7 +50,8 @@ class RobotsCache:
                 body = resp.read(ROBOTS_MAX_BYTES, decode_content=True)
             finally:
                 finish(resp, complete=False)
-        except (HTTPError, OSError):
+        except (HTTPError, OSError) as exc:
+            self._failures[host] = network_error_kind(exc)
             return False
         if resp.status >= 500:
             return False
@@ -59,6 +64,10 @@ class RobotsCache:
         if rules is None or url.endswith("/robots.txt"):
             return True
         return bool(rules) and rules.can_fetch(url, self.user_agent)
+
+    def failure(self, host: str) -> str | None:
+        """Why robots.txt of ``host`` got no answer at all (a network error), None if it did."""
+        return self._failures.get(host)
 
     def delay(self, host: str) -> float:
         """The Crawl-delay robots.txt asks of us, 0 when none (or not fetched yet)."""

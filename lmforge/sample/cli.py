@@ -7,24 +7,26 @@ import sys
 
 
 def register(subparsers) -> None:
+    from lmforge.cliargs import device, non_negative_float, non_negative_int, positive_int, probability
+
     p = subparsers.add_parser("sample", help="print continuations of a prompt from a checkpoint (streaming)")
     p.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
     p.add_argument("--prompt", default="", help="text to continue (default: start a new document)")
-    p.add_argument("-n", "--num-samples", type=int, default=1)
-    p.add_argument("--max-new-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    p.add_argument("--top-k", type=int, default=50, help="0 = off")
-    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("-n", "--num-samples", type=positive_int, default=1)
+    p.add_argument("--max-new-tokens", type=positive_int, default=128)
+    p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
+    p.add_argument("--top-k", type=non_negative_int, default=50, help="0 = off")
+    p.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]; 1 = off")
     p.add_argument("--seed", type=int, default=1234, help="sample i uses seed + i")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.set_defaults(func=_cmd_sample)
 
     e = subparsers.add_parser("eval", help="loss and bits per byte of a checkpoint; few-shot probe")
     e.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
     e.add_argument("--text", metavar="FILE", help="evaluate on this UTF-8 text file instead of the run's val shards")
     e.add_argument("--few-shot", action="store_true", help="also run the in-context learning probe")
-    e.add_argument("--shots", type=int, default=3)
-    e.add_argument("--device", default="cpu")
+    e.add_argument("--shots", type=_shots, default=3, help="examples in each few-shot prompt (default 3)")
+    e.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     e.set_defaults(func=_cmd_eval)
 
     x = subparsers.add_parser("export-hf", help="save a checkpoint as a Hugging Face LlamaForCausalLM folder")
@@ -33,18 +35,28 @@ def register(subparsers) -> None:
     x.set_defaults(func=_cmd_export)
 
 
-def _check_sampling(args) -> None:
-    from lmforge.errors import LmforgeError
+def _shots(text: str) -> int:
+    import argparse
 
-    if args.temperature < 0 or args.top_k < 0 or not 0 < args.top_p <= 1 or args.num_samples < 1:
-        raise LmforgeError("need --temperature >= 0, --top-k >= 0, --top-p in (0, 1], -n >= 1")
+    from lmforge.cliargs import non_negative_int
+    from lmforge.sample.evaluate import max_shots
+
+    value = non_negative_int(text)
+    if value > max_shots():
+        raise argparse.ArgumentTypeError(f"{value}: the probe has words for 0 to {max_shots()} examples")
+    return value
+
+
+def _device(name: str) -> str:
+    from lmforge.train.dist import pick_device
+
+    return pick_device(name)
 
 
 def _cmd_sample(args) -> int:
     from lmforge.sample.engine import Engine, load_model
 
-    _check_sampling(args)
-    model, tok = load_model(args.checkpoint, args.device)
+    model, tok = load_model(args.checkpoint, _device(args.device))
     engine = Engine(model, stop_ids={tok.bos_id})
     prompt_ids = [tok.bos_id, *tok.encode(args.prompt)]
     for i in range(args.num_samples):
@@ -67,7 +79,7 @@ def _cmd_eval(args) -> int:
     from lmforge.sample.engine import load_model, resolve_checkpoint
     from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_report
 
-    model, tok = load_model(args.checkpoint, args.device)
+    model, tok = load_model(args.checkpoint, _device(args.device))
     if args.text:
         path = Path(args.text)
         if not path.is_file():
@@ -94,7 +106,10 @@ def _cmd_export(args) -> int:
     from lmforge.sample.engine import load_model, resolve_checkpoint
     from lmforge.train.checkpoint import read_model_json
 
+    from lmforge.cliargs import writable_folder
+
     model, tok = load_model(args.checkpoint)
+    writable_folder(args.out, "OUT")
     to_hf(model, tok.bos_id).save_pretrained(args.out)
     tok_dir = read_model_json(resolve_checkpoint(args.checkpoint)).get("tokenizer") or ""
     hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage

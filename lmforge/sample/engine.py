@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 
 from lmforge.errors import LmforgeError
+
+if TYPE_CHECKING:
+    from lmforge.model.config import ModelConfig
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
@@ -146,19 +149,109 @@ def load_model(path: str | Path, device: str = "cpu", with_tokenizer: bool = Tru
     """Load (model, tokenizer) from a step dir, a checkpoints dir, or a run dir (its latest checkpoint).
 
     The tokenizer is the one recorded in model.json, or the run's ``tokenizer/``; it is None when
-    ``with_tokenizer`` is False.
+    ``with_tokenizer`` is False. A checkpoint that cannot be what it says (model.json unreadable,
+    model.safetensors truncated or of another model shape, weights not finite) is refused with
+    one line naming the file.
     """
-    from lmforge.model.config import ModelConfig
     from lmforge.model.gpt import GPT
-    from lmforge.train.checkpoint import load_weights, read_model_json
 
     step_dir = resolve_checkpoint(path)
-    info = read_model_json(step_dir)
-    model = GPT(ModelConfig(**info["model"])).to(device)
-    load_weights(step_dir, model)
+    info, config = read_checkpoint_config(step_dir)
+    check_weights_file(step_dir, config)
+    model = GPT(config).to(device)
+    _load_weights(step_dir, model)
     model.eval()
+    check_finite(step_dir, model)
     tokenizer = load_tokenizer(step_dir, info) if with_tokenizer else None
     return model, tokenizer
+
+
+_FIX = "use another checkpoints/step_N folder, or train again"
+
+
+def read_checkpoint_config(step_dir: Path) -> tuple[dict, ModelConfig]:
+    """model.json of a checkpoint and the ModelConfig it holds, checked field by field."""
+    from dataclasses import fields
+
+    from lmforge.model.config import ModelConfig
+    from lmforge.train.checkpoint import read_model_json
+
+    where = Path(step_dir) / "model.json"
+    try:
+        info = read_model_json(step_dir)
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise LmforgeError(f"{where}: not valid JSON ({exc}); {_FIX}") from None
+    settings = info.get("model") if isinstance(info, dict) else None
+    if not isinstance(settings, dict):
+        raise LmforgeError(f"{where}: no \"model\" settings in it; {_FIX}")
+    kinds = {f.name: f.type for f in fields(ModelConfig)}
+    problems = [f"{k}: unknown setting" for k in settings if k not in kinds]
+    problems += [f"{k} = {v!r} is not {'an' if kinds[k] == 'int' else 'a'} {kinds[k]}"
+                 for k, v in settings.items() if k in kinds and not _is_kind(v, kinds[k])]
+    if not problems:
+        config = ModelConfig(**settings)
+        problems = config.validate() + (["vocab_size: must be at least 1"] if config.vocab_size < 1 else [])
+    if problems:
+        raise LmforgeError(f"{where}: not a model this code can build ({'; '.join(problems)}); {_FIX}")
+    return info, config
+
+
+def _is_kind(value, kind: str) -> bool:
+    import math
+
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return True
+
+
+def check_weights_file(step_dir: Path, config) -> None:
+    """model.safetensors is whole and holds tensors of the shapes ``config`` gives (checked from
+    its header and a model built on the meta device, before any memory is taken)."""
+    from safetensors import safe_open
+
+    from lmforge.model.gpt import GPT
+
+    where = Path(step_dir) / "model.safetensors"
+    try:
+        with safe_open(str(where), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors' own error type differs across versions
+        raise LmforgeError(f"{where}: not a readable safetensors file ({exc}); it may be truncated "
+                           f"or overwritten; {_FIX}") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+    wrong = [f"{k} {shapes[k]} where model.json gives {expected[k]}" for k in shapes if k in expected
+             and shapes[k] != expected[k]]
+    unknown = sorted(set(shapes) - set(expected))
+    if wrong or unknown:
+        detail = "; ".join(wrong[:2] or [f"unexpected tensors {', '.join(unknown[:3])}"])
+        raise LmforgeError(f"{where}: weights of another model than its model.json describes ({detail}); "
+                           "put the model.json of the run that trained these weights beside them, or use "
+                           "another checkpoint")
+
+
+def _load_weights(step_dir: Path, model) -> None:
+    from lmforge.train.checkpoint import load_weights
+
+    try:
+        load_weights(step_dir, model)
+    except (RuntimeError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise LmforgeError(f"{Path(step_dir) / 'model.safetensors'}: cannot load the weights ({first}); "
+                           f"{_FIX}") from None
+
+
+def check_finite(step_dir: Path, model) -> None:
+    """Refuse weights holding NaN or infinity (a diverged training saved them): they sample garbage."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise LmforgeError(f"{Path(step_dir) / 'model.safetensors'}: non-finite weights (NaN or inf) in "
+                           f"{', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}: the training diverged "
+                           "before this step; use an earlier checkpoints/step_N, or train again with a lower lr")
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -181,7 +274,8 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_tokenizer(step_dir: Path, info: dict):
     from lmforge.tokenizer.bpe import Tokenizer
 
-    candidates = [Path(info["tokenizer"])] if info.get("tokenizer") else []
+    recorded = info.get("tokenizer")
+    candidates = [Path(recorded)] if isinstance(recorded, str) and recorded else []
     candidates.append(Path(step_dir).resolve().parent.parent / "tokenizer")
     for candidate in candidates:
         if candidate.is_dir():

@@ -86,8 +86,15 @@ TASKS = {
 }
 
 
+def max_shots() -> int:
+    """The most examples a prompt can hold: every word but the query's."""
+    return len(WORDS) - 1
+
+
 def few_shot_prompts(task: str, shots: int, count: int, seed: int = 0) -> list[tuple[str, str]]:
     """(prompt, answer) pairs: ``shots`` lines "word -> answer", then "query ->"."""
+    if not 0 <= shots <= max_shots():
+        raise LmforgeError(f"shots = {shots}: give 0 to {max_shots()} examples")
     rng = random.Random(seed)
     fn, pairs = TASKS[task], []
     for _ in range(count):

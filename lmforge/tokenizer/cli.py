@@ -11,6 +11,7 @@ from lmforge.errors import LmforgeError
 
 def register(subparsers) -> None:
     from lmforge.cli import add_override_args
+    from lmforge.cliargs import non_negative_int
 
     p = subparsers.add_parser("tokenizer", help="train, inspect and measure the BPE tokenizer")
     sub = p.add_subparsers(dest="tokenizer_command", metavar="ACTION", required=True)
@@ -24,7 +25,7 @@ def register(subparsers) -> None:
     t.add_argument("--vocab-size", type=int, default=4096, help="standalone: vocabulary size (default 4096)")
     t.add_argument("--pattern", default="gpt4", help="standalone: gpt2, gpt4, o200k or a regex (default gpt4)")
     t.add_argument("--split-digits", action="store_true", help="standalone: numbers as single digits")
-    t.add_argument("--max-bytes", type=int, default=0, metavar="N",
+    t.add_argument("--max-bytes", type=non_negative_int, default=0, metavar="N",
                    help="standalone: train on a seeded sample of documents up to N bytes (default: all)")
     t.add_argument("--seed", type=int, default=1337, help="standalone: seed of that sample (default 1337)")
     t.add_argument("--special", action="append", metavar="TOKEN",
@@ -69,8 +70,13 @@ def _cmd_train(args) -> int:
         return _run_stage(args.config, args.overrides, "tokenizer", args.force)
     if not (args.input and args.out):
         raise LmforgeError("give a CONFIG, or --input DOCS and --out DIR for a standalone tokenizer")
+    from lmforge.cliargs import writable_folder
     from lmforge.tokenizer.corpus import doc_files
     from lmforge.tokenizer.train import sampled_texts, save_tokenizer_dir, train_tokenizer
+
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise LmforgeError(f"--out {args.out}: a file is in the way; give a folder")
+    writable_folder(Path(args.out).resolve().parent, "--out")  # the folder is written beside OUT, then renamed
 
     tok = train_tokenizer(sampled_texts(doc_files(args.input), args.max_bytes, args.seed), args.vocab_size, args.pattern,
                           args.special or ["<|endoftext|>"], args.split_digits)

@@ -31,13 +31,9 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
                  arrow_columns: tuple[str, ...] = ()) -> Iterator[dict[str, list]]:
     """Yield ``{column: values}`` batches; ``id``, ``source`` and ``language`` get defaults when a
     file lacks them. Columns in ``arrow_columns`` stay Arrow arrays (no Python objects)."""
-    import pyarrow.parquet as pq
-
     for path in files:
-        pf = pq.ParquetFile(path)
+        pf = open_docs(path, require="text" in columns)
         names = set(pf.schema_arrow.names)
-        if "text" in columns:
-            require_text(path, names)
         present = [c for c in columns if c in names]
         offset = 0
         for batch in pf.iter_batches(batch_size=batch_size, columns=present):
@@ -51,6 +47,25 @@ def iter_batches(files: list[Path], columns: list[str], batch_size: int = 1024,
                     data[column] = [default if v is None else v for v in (data.get(column) or [None] * n)]
             offset += n
             yield data
+
+
+def open_docs(path: Path, require: bool = True, **options):
+    """A docs file as a ``pyarrow.parquet.ParquetFile`` (``options`` go to it), checked: readable
+    Parquet, with a string ``text`` column when ``require``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path, **options)
+        schema = pf.schema_arrow
+    except (pa.ArrowException, OSError) as exc:
+        raise LmforgeError(f"{path}: not a readable Parquet file ({exc}); remove it or clean again") from None
+    if require:
+        require_text(path, schema.names)
+        kind = schema.field("text").type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            raise LmforgeError(f"{path}: the `text` column holds {kind}, not strings; documents need text")
+    return pf
 
 
 def require_text(path: Path, names) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 
 from lmforge.errors import LmforgeError
 from lmforge.rundir import write_json_atomic
-from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, doc_key, iter_batches, require_text
+from lmforge.tokenizer.corpus import batch_keys, doc_files, doc_hash, doc_key, iter_batches, open_docs
 from lmforge.tokenizer.shards import TokenShardWriter, dtype_for_vocab
 from lmforge.tokenizer.workers import IN_FLIGHT, Job, Workers
 
@@ -69,12 +69,9 @@ def _tasks(files: list[Path], fine_tail: int = 0) -> Iterator:
     are sent their batches (Arrow IPC, a copy of the text) and never open a file, so two
     workers do not decode the same Parquet pages twice. The last ``fine_tail`` bytes of text
     go in tasks a quarter the size: the processes then finish within a short task of one another."""
-    import pyarrow.parquet as pq
-
     for f, path in enumerate(files):
-        pf = pq.ParquetFile(path)  # pre-buffered: one read of the columns, faster than a row group at a time
+        pf = open_docs(path)  # pre-buffered: one read of the columns, faster than a row group at a time
         names = pf.schema_arrow.names
-        require_text(path, names)
         offset, rows = 0, pf.metadata.num_rows
         # use_threads=False: one process, one core (the workers have the others)
         for batch in pf.iter_batches(batch_size=READ_ROWS, columns=[c for c in COLUMNS if c in names],

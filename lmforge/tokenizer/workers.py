@@ -7,6 +7,7 @@ functions a worker runs (picklable by reference, so spawn works where fork does 
 
 from __future__ import annotations
 
+import os
 import struct
 from dataclasses import dataclass
 from typing import Callable, Iterator
@@ -28,7 +29,8 @@ class Job:
 
 
 class Workers:
-    """``n`` worker processes, each with one pipe to this one, stopped and reaped on exit.
+    """``n`` worker processes, each with one pipe to this one, stopped and reaped on exit; they
+    die with this process and leave Ctrl-C to it (lmforge/executor.py).
 
     Forked, they inherit what this process has loaded (spawned where there is no fork, they start
     bare); each runs ``job.prepare`` at once, then takes :meth:`configure`'s settings. No helper threads
@@ -49,7 +51,7 @@ class Workers:
         try:
             for _ in range(n):
                 conn, child = ctx.Pipe()
-                self.procs.append(ctx.Process(target=_worker_main, args=(child, job), daemon=True))
+                self.procs.append(ctx.Process(target=_worker_main, args=(child, job, os.getpid()), daemon=True))
                 self.procs[-1].start()
                 child.close()
                 self.conns.append(conn)
@@ -70,16 +72,17 @@ class Workers:
         return self
 
     def __exit__(self, *exc) -> None:
+        from lmforge.executor import stop_processes
+
         for conn in self.conns:
             try:
                 conn.send_bytes(b"")  # stop, if not told yet (a worker reads on until it gets it)
             except OSError:
                 pass
-        for proc in self.procs:
-            proc.join(timeout=None if exc[:1] in ((), (None,)) else 0)
-            if proc.is_alive():
-                proc.terminate()
+        if exc[:1] in ((), (None,)):
+            for proc in self.procs:
                 proc.join()
+        stop_processes(self.procs)  # after an error or Ctrl-C: now, the tasks they hold are dropped
         for conn in self.conns:
             conn.close()
 
@@ -166,17 +169,18 @@ def _unpack(message: bytes) -> tuple:
     return number, pa.ipc.open_stream(pa.py_buffer(message)[8:]).read_next_batch()
 
 
-def _worker_main(conn, job: "Job") -> None:
+def _worker_main(conn, job: "Job", parent_pid: int) -> None:
     """A worker process: ``job.prepare``, take the settings, then answer each task with (task
     number, result, error); an empty message ends it."""
     import gc
     import pickle
-    import signal
 
     import pyarrow as pa
 
+    from lmforge.executor import worker_started
+
+    worker_started(parent_pid)  # dies with the main process, which handles Ctrl-C
     gc.freeze()  # what fork copied is never collected here: no copy-on-write faults from gc passes
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     pa.set_cpu_count(1)  # one worker, one core: Arrow's threads would compete with the others
     try:
         job.prepare(job.prepare_arg)  # while the main process plans and reads the first tasks

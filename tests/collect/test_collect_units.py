@@ -111,11 +111,12 @@ def test_journal_ignores_a_line_cut_short(tmp_path):
     assert Journal.read(path) == [{"ev": "add", "url": "u", "depth": 0}]
 
 
-def test_stage_skips_without_seeds_and_writes_nothing(tmp_path):
+def test_stage_without_seeds_says_how_to_give_some_and_writes_nothing(tmp_path):
     from lmforge.collect.crawl import run_stage
 
     rd = RunDir(tmp_path / "run")
-    assert run_stage(config_from_dict({}), rd) == {"skipped": "no seeds"}
+    with pytest.raises(LmforgeError, match=r"no seeds; set \[collect\] seeds"):
+        run_stage(config_from_dict({}), rd)
     assert not rd.root.exists()
 
 

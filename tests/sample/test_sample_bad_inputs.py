@@ -1,0 +1,121 @@
+"""A broken or foreign checkpoint, or a bad argument, gives one line naming the file or the
+argument and the fix (exit 1, or 2 for an argument), never a traceback."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from lmforge.cli import main
+from lmforge.errors import LmforgeError
+from lmforge.sample.engine import load_model
+from lmforge.train.checkpoint import latest_checkpoint
+
+
+def _cli(args, capsys) -> tuple[int, str]:
+    try:
+        code = main([str(a) for a in args])
+    except SystemExit as exc:  # argparse's errors
+        code = exc.code
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err, err
+    return code, err
+
+
+@pytest.fixture
+def step(trained_run, tmp_path):
+    """A copy of the trained run's latest checkpoint, to break."""
+    rd, _ = trained_run
+    copy = tmp_path / "step"
+    shutil.copytree(latest_checkpoint(rd.checkpoints), copy)
+    return copy
+
+
+def _truncate(path, keep):
+    data = path.read_bytes()
+    path.write_bytes(data[:keep(len(data))])
+
+
+BREAKAGES = {
+    "empty weights": lambda s: (s / "model.safetensors").write_bytes(b""),
+    "truncated header": lambda s: _truncate(s / "model.safetensors", lambda n: 100),
+    "truncated data": lambda s: _truncate(s / "model.safetensors", lambda n: n * 9 // 10),
+    "garbage weights": lambda s: (s / "model.safetensors").write_bytes(bytes(range(256)) * 40),
+    "model.json not JSON": lambda s: (s / "model.json").write_text('{"model": {'),
+    "model.json a list": lambda s: (s / "model.json").write_text("[1, 2]"),
+    "model.json negative size": lambda s: _edit_model_json(s, n_layer=-2),
+    "model.json unknown key": lambda s: _edit_model_json(s, n_layr=2),
+    "model.json wrong type": lambda s: _edit_model_json(s, n_embd="64"),
+}
+
+
+def _edit_model_json(step_dir, **changes):
+    info = json.loads((step_dir / "model.json").read_text())
+    info["model"].update(changes)
+    (step_dir / "model.json").write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("breakage", list(BREAKAGES))
+@pytest.mark.parametrize("command", ["sample", "eval", "export-hf"])
+def test_a_broken_checkpoint_is_one_line_naming_the_file(step, tmp_path, capsys, breakage, command):
+    BREAKAGES[breakage](step)
+    args = [command, step] + ([tmp_path / "hf"] if command == "export-hf" else ["--max-new-tokens", 2] if
+                              command == "sample" else [])
+    code, err = _cli(args, capsys)
+    assert code == 1 and len(err.splitlines()) == 1
+    name = "model.json" if "json" in breakage else "model.safetensors"
+    assert f"{step / name}" in err and ("another checkpoint" in err or "checkpoints/step_N" in err)
+
+
+def test_a_checkpoint_of_another_model_shape_is_named(step, capsys):
+    _edit_model_json(step, n_embd=64)  # the weights are of an n_embd = 32 model
+    code, err = _cli(["sample", step, "--max-new-tokens", 2], capsys)
+    assert code == 1 and "weights of another model than its model.json describes" in err
+    assert "(320, 32) where model.json gives (320, 64)" in err
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_sampling_refuses_non_finite_weights(step, capsys, value):
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(step / "model.safetensors")
+    name = sorted(weights)[-1]
+    weights[name].view(-1)[0] = value
+    save_file(weights, step / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(LmforgeError, match=f"non-finite weights .* in {name}"):
+        load_model(step)
+    code, err = _cli(["sample", step, "--max-new-tokens", 2], capsys)
+    assert code == 1 and "use an earlier checkpoints/step_N" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "{ckpt}", "--temperature", "nan"], "argument --temperature: 'nan' is not a finite number"),
+    (["sample", "{ckpt}", "--temperature", "-1"], "argument --temperature: -1 is negative"),
+    (["sample", "{ckpt}", "--max-new-tokens", "-3"], "argument --max-new-tokens: -3 is less than 1"),
+    (["sample", "{ckpt}", "--top-p", "0"], "argument --top-p: 0 is not in (0, 1]"),
+    (["sample", "{ckpt}", "-n", "0"], "argument -n/--num-samples: 0 is less than 1"),
+    (["sample", "{ckpt}", "--device", "bogus"], "argument --device: 'bogus' is not a device"),
+    (["eval", "{ckpt}", "--few-shot", "--shots", "-2"], "argument --shots: -2 is negative"),
+    (["eval", "{ckpt}", "--few-shot", "--shots", "1000"], "argument --shots: 1000: the probe has words for 0 to"),
+    (["eval", "{ckpt}", "--device", "cuda:x"], "argument --device: 'cuda:x' is not a device"),
+])
+def test_bad_arguments_are_argument_errors(trained_run, capsys, args, message):
+    rd, _ = trained_run
+    code, err = _cli([a.format(ckpt=rd.root) for a in args], capsys)
+    assert code == 2 and message in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA build with a GPU can use it")
+def test_cuda_on_a_machine_without_it_is_an_argument_error(trained_run, capsys):
+    code, err = _cli(["sample", trained_run[0].root, "--device", "cuda"], capsys)
+    assert code == 2 and "this torch sees no CUDA GPU" in err and "--device cpu" in err
+
+
+def test_an_unwritable_export_folder_is_one_line(trained_run, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, err = _cli(["export-hf", trained_run[0].root, blocker / "hf"], capsys)
+    assert code == 1 and f"{blocker / 'hf'}" in err and "give a folder you can write to" in err
