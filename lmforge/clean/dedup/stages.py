@@ -333,42 +333,8 @@ def _counts(plan: DedupPlan, docs: int, seconds: dict) -> dict:
 
 
 def process_map(workers: int, executor: str = "local") -> Callable[[Callable, Iterable], list]:
-    """A ``map`` over ``workers`` spawned processes (the parent may hold threads), over Ray tasks,
-    or in this process for one worker."""
-    return partial(_ray_map, workers) if executor == "ray" else partial(_pool_map, workers)
+    """A ``map`` over the stage's executor (lmforge/executor.py: spawned processes that die with
+    this one, or Ray tasks); the results come in no fixed order, which the callers sum."""
+    from lmforge.executor import map_unordered
 
-
-def _pool_map(workers: int, fn: Callable, items: Iterable) -> list:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    items = list(items)
-    if workers <= 1 or len(items) <= 1:
-        return list(map(fn, items))
-    with ProcessPoolExecutor(min(workers, len(items)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(fn, items))
-
-
-def _ray_map(workers: int, fn: Callable, items: Iterable) -> list:
-    """Ray tasks on the cluster named by RAY_ADDRESS (or one already joined), else on a Ray
-    started here with ``workers`` CPUs and stopped at the end."""
-    import ray
-
-    items = list(items)
-    if not items:
-        return []
-    started = not ray.is_initialized()
-    if started:
-        kwargs = {} if os.environ.get("RAY_ADDRESS") else {"num_cpus": workers or os.cpu_count() or 1,
-                                                           "include_dashboard": False}
-        ray.init(log_to_driver=False, **kwargs)
-    try:
-        task = ray.remote(_call)
-        return ray.get([task.remote(fn, item) for item in items])
-    finally:
-        if started:
-            ray.shutdown()
-
-
-def _call(fn: Callable, item):
-    return fn(item)
+    return lambda fn, items: list(map_unordered(fn, items, workers, executor))
