@@ -15,7 +15,7 @@ from typing import Callable, Iterable, Iterator
 
 from lmforge.clean.config import CleanConfig
 from lmforge.clean.document import Document, Reject
-from lmforge.clean.pipeline import REJECT_TEXT_CHARS, apply_filter
+from lmforge.clean.steps import REJECT_TEXT_CHARS, apply_step as apply_filter
 from lmforge.clean.stats import CleanStats
 
 READ_ROWS = 256
@@ -80,7 +80,7 @@ def _rows(path: Path, key) -> Iterator[tuple]:
 
 
 def _write_docs(rows: Iterator[tuple], kept: set, texts_of: dict, stats: CleanStats, folder: Path) -> None:
-    from lmforge.clean.filters.quality import split_words
+    from lmforge.clean.words import split_words
 
     def kept_rows():
         for _, row in rows:

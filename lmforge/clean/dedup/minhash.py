@@ -8,7 +8,7 @@ above the threshold against an earlier kept document. A fixed seed makes the res
 from __future__ import annotations
 
 from lmforge.clean.document import Document
-from lmforge.clean.filters.quality import split_words
+from lmforge.clean.words import split_words
 
 from functools import lru_cache
 

@@ -1,0 +1,158 @@
+"""The per-document steps of the clean stage: a registry of small classes, run in the order
+``[clean] steps`` names them.
+
+A step has a ``name`` and one method, ``filter(doc)``, returning ``True`` (keep; it may have
+changed ``doc.text``) or ``(False, reason)`` / ``(False, reason, detail)`` (the datatrove
+convention). :func:`apply_step` counts ``in``, ``out`` and ``dropped_<reason>`` per step and keeps
+the reject; nothing outside this package knows an individual step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import fields, replace
+from importlib import import_module
+
+from lmforge.clean.document import Document, Reject
+
+REJECT_TEXT_CHARS = 2000
+_TOKENS = "tokens"  # doc.meta key of the cached word tokens (never written out)
+
+STEPS = {
+    "url": "lmforge.clean.steps.url:URLStep",
+    "extract": "lmforge.clean.steps.extract:ExtractStep",
+    "language": "lmforge.clean.steps.language:LanguageStep",
+    "gopher_repetition": "lmforge.clean.steps.gopher:GopherRepetitionStep",
+    "gopher_quality": "lmforge.clean.steps.gopher:GopherQualityStep",
+    "c4": "lmforge.clean.steps.c4:C4Step",
+    "fineweb": "lmforge.clean.steps.fineweb:FineWebStep",
+    "pii": "lmforge.clean.steps.pii:PIIStep",
+}
+"""Step name -> class; the name is also the step's settings table, ``[clean.<name>]``."""
+
+LANGUAGE_DEFAULTS = {
+    # Chinese and Japanese count a word per character (lmforge/clean/words.py), so Gopher's word
+    # lengths, set for alphabetic text, do not apply (FineWeb-2 adapts them per language too).
+    "gopher_quality": {lang: {"min_mean_word_length": False, "max_mean_word_length": False}
+                       for lang in ("zh", "ja", "yue", "wuu")},
+}
+"""Built-in settings per language, under the user's ``by_language`` ones."""
+
+
+class Step:
+    """Base of the steps: ``settings`` is the step's config table, ``words`` the [clean.words] one."""
+
+    name = ""
+
+    def __init__(self, settings=None, words=None):
+        self.settings = settings
+        self.words = words
+        self.counts: Counter = Counter()
+        """Extra counters (masked e-mails, removed lines) that :func:`apply_step` adds to the step's."""
+        self._by_language: dict[str, object] = {}
+
+    def filter(self, doc: Document):
+        raise NotImplementedError
+
+    def tokens(self, doc: Document) -> list[str]:
+        """``doc``'s words (lmforge/clean/words.py), computed once per text and language."""
+        from lmforge.clean.words import word_tokens
+
+        cached = doc.meta.get(_TOKENS)
+        if cached is not None and cached[0] is doc.text and cached[1] == doc.language:
+            return cached[2]
+        tokens = word_tokens(doc.text, doc.language, self.words.korean if self.words else "spaces")
+        doc.meta[_TOKENS] = (doc.text, doc.language, tokens)
+        return tokens
+
+    def settings_for(self, language: str):
+        """The settings for documents in ``language``: built-in and ``by_language`` overrides applied."""
+        if language not in self._by_language:
+            overrides = {**LANGUAGE_DEFAULTS.get(self.name, {}).get(language, {}),
+                         **getattr(self.settings, "by_language", {}).get(language, {})}
+            self._by_language[language] = replace(self.settings, **overrides) if overrides else self.settings
+        return self._by_language[language]
+
+
+def step_class(name: str) -> type[Step]:
+    module, cls = STEPS[name].split(":")
+    return getattr(import_module(module), cls)
+
+
+def build_steps(c) -> list[Step]:
+    """The steps of ``c.steps`` (a CleanConfig), in order, each with its settings table."""
+    return [step_class(name)(getattr(c, name), c.words) for name in c.steps]
+
+
+def apply_step(step, doc: Document, stats, rejects: list[Reject]) -> bool:
+    """Run ``step.filter(doc)``; count ``in``/``out``/``dropped_<reason>`` (and the step's own
+    counters) in ``stats`` and keep the reject."""
+    counts = stats.step(step.name)
+    counts["in"] += 1
+    t0 = time.perf_counter()
+    verdict = step.filter(doc)
+    stats.seconds[step.name] += time.perf_counter() - t0
+    extra = getattr(step, "counts", None)
+    if extra:
+        counts.update(extra)
+        extra.clear()
+    if verdict is True:
+        counts["out"] += 1
+        return True
+    _, reason, *detail = verdict
+    counts[f"dropped_{reason}"] += 1
+    rejects.append(Reject.of(doc, step.name, reason, str(detail[0]) if detail else "", REJECT_TEXT_CHARS))
+    return False
+
+
+apply_filter = apply_step  # the dedup steps' name for it
+
+
+def setting_rows() -> list[tuple[str, str, str, str]]:
+    """(step, setting, default, what it does and its source) for every step's settings, from the
+    config dataclasses' attribute docstrings: docs/clean.md's table."""
+    import ast
+    import inspect
+
+    from lmforge.clean import config
+
+    tables = {"url": config.URLStep, "extract": config.ExtractStep, "language": config.LanguageStep,
+              "words": config.WordsConfig, "gopher_repetition": config.GopherRepetitionStep,
+              "gopher_quality": config.GopherQualityStep, "c4": config.C4Step, "fineweb": config.FineWebStep,
+              "pii": config.PIIStep}
+    rows = []
+    for step, cls in tables.items():
+        docs = _attribute_docs(ast.parse(inspect.getsource(cls)))
+        defaults = cls()
+        for f in fields(cls):
+            rows.append((step, f.name, _toml(getattr(defaults, f.name)), " ".join(docs.get(f.name, "").split())))
+        for lang, overrides in LANGUAGE_DEFAULTS.get(step, {}).items():
+            rows += [(step, f"by_language.{lang}.{k}", _toml(v), "built-in default for this language")
+                     for k, v in overrides.items()]
+    return rows
+
+
+def _attribute_docs(tree) -> dict[str, str]:
+    import ast
+
+    body = tree.body[0].body
+    docs = {}
+    for node, after in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            docs[node.target.id] = after.value.value
+    return docs
+
+
+def _toml(value) -> str:
+    from lmforge.config import _toml_value
+
+    return _toml_value(value)
+
+
+def table() -> str:
+    """The Markdown table of every step's settings (``python -m lmforge.clean.steps --table``)."""
+    lines = ["| step | setting | default | what it does (source) |", "|---|---|---|---|"]
+    for step, name, default, doc in setting_rows():
+        lines.append(f"| {step} | `{name}` | `{default}` | {doc.replace('|', '/')} |")
+    return "\n".join(lines) + "\n"
