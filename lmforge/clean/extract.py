@@ -18,7 +18,7 @@ from contextlib import contextmanager
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 # Lines with no word in them that trafilatura's text output leaves: an empty list item ("-"),
 # a table rule ("|---|"), a lone bullet or separator. Dots stay: "..." is a line of Python examples.
-_SYMBOL_LINE = re.compile(r"^[ \t]*[-–—_=*•·|~+]+[ \t]*$\n?", re.MULTILINE)
+_SYMBOL_LINE = re.compile(r"^[ \t]*[-–—_=*•·|~+](?:[ \t]*[-–—_=*•·|~+])*[ \t]*$\n?", re.MULTILINE)
 
 
 class ExtractTimeout(Exception):

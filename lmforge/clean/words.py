@@ -20,14 +20,15 @@ from functools import lru_cache
 
 # Gopher (Rae et al. 2021, appendix A.1.1): "at least two of the following English stop words:
 # the, be, to, of, and, that, have, with" (datatrove: gopher_quality_filter.STOP_WORDS).
-# Korean: the eight commonest space-separated words of the Korean LibreOffice help and Debian
-# FAQ (tests/clean/data/ko), excluding nouns of the subject matter: auxiliary verbs,
-# conjunctions and bound nouns that any Korean prose uses.
+# Korean: the commonest space-separated words of 204 pages of the Korean LibreOffice help and
+# Debian FAQ, less the nouns of their subject matter (auxiliary verbs, conjunctions,
+# determiners, bound nouns that any Korean prose uses), plus 그, 것, 등, 있다 of news prose.
 # Chinese and Japanese: the commonest single-character function words (particles), which are
 # words of their own under the per-character split.
 STOP_WORDS = {
     "en": frozenset(("the", "be", "to", "of", "and", "that", "have", "with")),
-    "ko": frozenset(("수", "있습니다", "있는", "및", "또는", "이", "그", "것")),
+    "ko": frozenset(("수", "있습니다", "있는", "있다", "및", "또는", "이", "그", "것", "등", "다른", "모든", "대한", "경우",
+                     "합니다", "같은", "때", "하는")),
     "zh": frozenset(("的", "了", "是", "在", "和", "有", "不", "这")),
     "ja": frozenset(("の", "に", "は", "を", "が", "で", "て", "と")),
 }

@@ -1,0 +1,53 @@
+"""Korean with Korean settings: real pages (LibreOffice's Korean help, tests/clean/data/ko) that an
+English-only rule would drop pass with the document's language."""
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from lmforge.clean.document import Document
+from lmforge.clean.extract import extract_text
+from lmforge.clean.steps import step_class
+from lmforge.clean.steps.language import LanguageStep
+from lmforge.clean.words import word_tokens
+from lmforge.config import config_from_dict
+from lmforge.rundir import RunDir
+
+DATA = Path(__file__).parent / "data" / "ko"
+RULES = ["gopher_repetition", "gopher_quality", "c4", "fineweb"]
+
+
+def korean_text(name: str) -> str:
+    return extract_text((DATA / name).read_text(encoding="utf-8"))
+
+
+def test_real_korean_pages_pass_with_korean_settings_and_not_with_english_ones():
+    for name in ("collab.html", "translation.html"):
+        doc = Document("d", name, "ko", korean_text(name))
+        assert LanguageStep(None).filter(doc) is not True  # the default keeps English only
+        assert doc.language == "ko" and doc.language_score > 0.9
+        for rule in RULES:
+            assert step_class(rule)().filter(Document("d", name, "ko", doc.text, language="ko")) is True, rule
+        english = step_class("gopher_quality")().filter(Document("d", name, "ko", doc.text, language="en"))
+        assert english[:2] == (False, "stop_words"), english  # Gopher's English stop words are not there
+
+
+def test_korean_words_are_eojeol_and_punctuation():
+    assert word_tokens("서울은 대한민국의 수도입니다.", "ko") == ["서울은", "대한민국의", "수도입니다", "."]
+
+
+def test_korean_mean_word_length_has_its_own_bound():
+    text = " ".join(["그 집은 앞 길 옆에 큰 돌이 있고 작은 새가 살 수 있다."] * 20)  # words of one or two syllables
+    assert step_class("gopher_quality")().filter(Document("d", "u", "s", text, language="ko")) is True
+    assert step_class("gopher_quality")().filter(Document("d", "u", "s", text, language="en"))[1] == "mean_word_length"
+
+
+def test_a_korean_run_keeps_the_korean_pages(tmp_path):
+    from lmforge.clean.pipeline import run_stage
+
+    cfg = config_from_dict({"clean": {"inputs": [{"path": str(DATA), "format": "html", "source": "ko"}],
+                                      "language": {"languages": ["ko"]}, "c4": {"curly_bracket": False}}})
+    stats = run_stage(cfg, RunDir(tmp_path / "run"))
+    docs = pq.read_table(tmp_path / "run" / "docs").to_pylist()
+    assert stats["docs"] == 2 and {d["language"] for d in docs} == {"ko"}
+    assert all("공동 작업" in d["text"] or "번역" in d["text"] for d in docs)
