@@ -71,7 +71,7 @@ class ExtractStep:
     timeout_s_per_mb: float = 30.0
     """Seconds added to the limit per MB of HTML."""
     drop_symbol_lines: bool = True
-    """Remove lines made only of dashes, bullets, bars or dots (empty list items and table
+    """Remove lines made only of dashes, bullets or bars (empty list items and table
     rules that trafilatura's text output leaves)."""
 
     def validate(self) -> list[str]:

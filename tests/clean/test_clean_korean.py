@@ -51,3 +51,39 @@ def test_a_korean_run_keeps_the_korean_pages(tmp_path):
     docs = pq.read_table(tmp_path / "run" / "docs").to_pylist()
     assert stats["docs"] == 2 and {d["language"] for d in docs} == {"ko"}
     assert all("공동 작업" in d["text"] or "번역" in d["text"] for d in docs)
+
+
+def test_kiwi_splits_korean_into_morphemes():
+    assert word_tokens("서울은 대한민국의 수도입니다.", "ko", korean="kiwi")[:4] == ["서울", "은", "대한민국", "의"]
+
+
+def test_lingua_backend_identifies_korean_and_english():
+    from clean_texts import KOREAN, RIVER
+
+    from lmforge.clean.config import LanguageStep as Settings
+
+    step = LanguageStep(Settings(languages=["ko"], backend="lingua"))
+    doc = Document("d", "u", "s", KOREAN)
+    assert step.filter(doc) is True and doc.language == "ko" and doc.language_score > 0.65
+    assert step.filter(Document("d", "u", "s", RIVER))[:2] == (False, "wrong_language")
+
+
+def test_missing_optional_backends_say_how_to_install(without_module):
+    import pytest
+
+    from lmforge.clean import words
+    from lmforge.clean.steps import language
+    from lmforge.errors import LmforgeError
+
+    words._kiwi.cache_clear()
+    language._lingua.cache_clear()
+    without_module("kiwipiepy")
+    without_module("lingua")
+    try:
+        with pytest.raises(LmforgeError, match=r"lmforge\[korean\]"):
+            word_tokens("서울은", "ko", korean="kiwi")
+        with pytest.raises(LmforgeError, match=r"lmforge\[lingua\]"):
+            language.identify_language("서울은", "lingua")
+    finally:
+        words._kiwi.cache_clear()
+        language._lingua.cache_clear()

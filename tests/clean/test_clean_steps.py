@@ -247,3 +247,13 @@ def test_every_step_setting_is_a_dataclass_field_with_a_documented_source():
     assert {r[0] for r in rows} >= {"gopher_repetition", "gopher_quality", "c4", "fineweb", "extract"}
     assert all(doc for *_, doc in rows), [r for r in rows if not r[3]]
     assert dataclasses.is_dataclass(cc.GopherRepetitionStep)
+
+
+def test_the_settings_table_in_the_docs_is_up_to_date():
+    from pathlib import Path
+
+    from lmforge.clean.steps import with_table
+
+    doc = Path(__file__).resolve().parents[2] / "docs" / "clean.md"
+    text = doc.read_text(encoding="utf-8")
+    assert with_table(text) == text, "run: python -m lmforge.clean.steps --update docs/clean.md"

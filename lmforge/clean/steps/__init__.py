@@ -159,3 +159,12 @@ def table() -> str:
     for step, name, default, doc in setting_rows():
         lines.append(f"| {step} | `{name}` | `{default}` | {doc.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
+
+
+BEGIN, END = "<!-- settings table: begin -->", "<!-- settings table: end -->"
+
+
+def with_table(markdown: str) -> str:
+    """``markdown`` with the current :func:`table` between its BEGIN and END markers."""
+    start, end = markdown.index(BEGIN) + len(BEGIN), markdown.index(END)
+    return markdown[:start] + "\n" + table() + markdown[end:]

@@ -30,7 +30,7 @@ def _lingua():
 
         raise LmforgeError("clean: [clean.language] backend = 'lingua' needs lingua: "
                            "pip install 'lmforge[lingua]' (or use backend = 'py3langid')") from None
-    return LanguageDetectorBuilder.from_all_languages().with_preloaded_language_models().build()
+    return LanguageDetectorBuilder.from_all_languages().build()  # models load as a script needs them
 
 
 def identify_language(text: str, backend: str = "py3langid") -> tuple[str, float]:
