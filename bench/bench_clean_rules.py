@@ -78,7 +78,8 @@ json.dump({"agreement": agreement, "cpu": cpu, "kept": kept}, open(sys.argv[2], 
 
 def ensure_venv(venv: Path) -> Path:
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import datatrove, spacy, trafilatura"], capture_output=True).returncode == 0:
+    check = [python, "-c", "import datatrove, spacy, trafilatura"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
         return python
     print(f"making the datatrove virtualenv in {venv} (a few minutes, once)", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -15,7 +15,6 @@ import math
 import os
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 

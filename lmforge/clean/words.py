@@ -130,7 +130,9 @@ def split_words(text: str) -> list[str]:
 def _chunk_res():
     import regex  # \p{L}, \p{Han}: the stdlib re has no Unicode classes
 
-    return (regex.compile(_PREFIX), regex.compile(rf"(?:\.\.\.|{_SUFFIX}|(?<=[0-9\p{{Ll}}\p{{Lo}}\p{{P}}]|\p{{Lu}}\p{{Lu}})\.)\Z"),
+    # a final '.' splits off after a digit, a lower-case or uncased letter, a mark, or two capitals
+    period = r"(?<=[0-9\p{Ll}\p{Lo}\p{P}]|\p{Lu}\p{Lu})\."
+    return (regex.compile(_PREFIX), regex.compile(rf"(?:\.\.\.|{_SUFFIX}|{period})\Z"),
             regex.compile(rf"{_CONTRACTION}\Z"), regex.compile(_INFIX))
 
 

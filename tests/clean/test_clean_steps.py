@@ -120,7 +120,7 @@ def test_repetition_known_values():
 
     words = "a b c a b c a b c x".split()
     lengths = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert _top_ngram_chars(words, 2, lengths) == 3 * 3  # "a b" three times
+    assert _top_ngram_chars(words, 2) == 3 * 3  # "a b" three times
     # 5-grams: abcab, bcabc, cabca, abcab (repeat: 5 chars, jump 5 to index 8: 'c x' too short)
     assert _duplicated_ngram_chars(words, 5, lengths) == 5
 

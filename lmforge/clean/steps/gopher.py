@@ -70,7 +70,7 @@ class GopherRepetitionStep(Step):
             limit = getattr(s, f"top_{n}gram_char_frac")
             if limit is False or len(words) < n:
                 continue
-            top = _top_ngram_chars(words, n, lengths)
+            top = _top_ngram_chars(words, n)
             if top / n_chars > limit:
                 return False, f"top_{n}_gram", f"{top / n_chars:.3f}"
         for n in range(5, 11):
@@ -83,7 +83,7 @@ class GopherRepetitionStep(Step):
         return True
 
 
-def _top_ngram_chars(words: list[str], n: int, lengths: list[int]) -> int:
+def _top_ngram_chars(words: list[str], n: int) -> int:
     """Characters (words joined by spaces) of the commonest n-gram times its count; the first
     seen wins a tie, as in datatrove (Counter.most_common)."""
     counts = Counter(zip(*(words[i:] for i in range(n))))
