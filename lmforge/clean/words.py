@@ -53,7 +53,15 @@ _INFIX = (r"\.{2,}|…|(?<=[\p{Ll}'\"])\.(?=[\p{Lu}'\"])"
           r"|(?<=\p{L}),(?=\p{L})"
           r"|(?<=[0-9])[+\-*^](?=[0-9-])")
 
-_SPECIAL = {"cannot": ("can", "not"), "Cannot": ("Can", "not"), "gonna": ("gon", "na"), "gotta": ("got", "ta")}
+_SPECIAL = {"cannot": ("can", "not"), "Cannot": ("Can", "not"), "gonna": ("gon", "na"), "gotta": ("got", "ta"),
+            "and/or": ("and/or",), "id": ("i", "d"), "Id": ("I", "d"), "im": ("i", "m"), "Im": ("I", "m"),
+            "ive": ("i", "ve"), "dont": ("do", "nt"), "Dont": ("Do", "nt"), "cant": ("ca", "nt"),
+            "wont": ("wo", "nt"), "isnt": ("is", "nt"), "doesnt": ("does", "nt"), "didnt": ("did", "nt")}
+# spaCy's URL_MATCH (spacy/lang/tokenizer_exceptions.py), in short: an optional scheme and user,
+# dotted host names ending in a lower-case top-level domain, a port, a path. A URL is not split
+# inside (its suffix marks still are).
+_URL = (r"(?:[\w+.-]{2,}://)?(?:[^\s:@/]+(?::[^\s@/]*)?@)?(?:[\w-]+\.)+[a-z\u00a1-\uffff]{2,63}\.?"
+        r"(?::\d{2,5})?(?:[/?#]\S*)?")
 _EMOTICONS = frozenset(("):", ":)", "(:", ":(", ";)", "''", ":-)", ":-(", "=)", ":/", ":p", ":P"))
 _ABBREVIATION = re.compile(r"(?:[A-Za-z]\.)+\Z")  # e.g. i.e. a. U.S. stay whole
 
@@ -95,7 +103,7 @@ def _split_chunk(chunk: str, out: list, prefix, suffix, contraction, infix) -> N
     core = chunk[start:end]
     if core in _SPECIAL:
         out.extend(_SPECIAL[core])
-    elif len(core) > 2 and infix.search(core):
+    elif len(core) > 2 and infix.search(core) and not _url_re().fullmatch(core):
         pos = 0
         for m in infix.finditer(core):
             if m.start() > pos:
@@ -131,9 +139,16 @@ def _chunk_res():
     import regex  # \p{L}, \p{Han}: the stdlib re has no Unicode classes
 
     # a final '.' splits off after a digit, a lower-case or uncased letter, a mark, or two capitals
-    period = r"(?<=[0-9\p{Ll}\p{Lo}\p{P}]|\p{Lu}\p{Lu})\."
-    return (regex.compile(_PREFIX), regex.compile(rf"(?:\.\.\.|{_SUFFIX}|{period})\Z"),
+    period = rf"(?<=[0-9\p{{Ll}}\p{{Lo}}{re.escape(_PUNCT + _QUOTES)}]|\p{{Lu}}\p{{Lu}})\."
+    return (regex.compile(_PREFIX), regex.compile(rf"(?:\.\.\.|{_SUFFIX}|{period}|(?<=[0-9])\+)\Z"),
             regex.compile(rf"{_CONTRACTION}\Z"), regex.compile(_INFIX))
+
+
+@lru_cache(maxsize=1)
+def _url_re():
+    import regex
+
+    return regex.compile(_URL)
 
 
 @lru_cache(maxsize=1)
