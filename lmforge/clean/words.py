@@ -80,8 +80,15 @@ def word_tokens(text: str, language: str = "", korean: str = "spaces") -> list[s
         return _cjk_re().findall(text)
     out: list[str] = []
     prefix, suffix, contraction, infix = _chunk_res()
+    append = out.append
     for chunk in text.split():
-        _split_chunk(chunk, out, prefix, suffix, contraction, infix)
+        if chunk.isalnum() and chunk not in _SPECIAL:  # most words: nothing to split
+            append(chunk)
+        elif chunk[-1] in ",;:!?" and chunk[:-1].isalnum() and chunk[:-1] not in _SPECIAL:
+            append(chunk[:-1])
+            append(chunk[-1])
+        else:
+            _split_chunk(chunk, out, prefix, suffix, contraction, infix)
     return out
 
 

@@ -183,9 +183,12 @@ def test_each_fineweb_rule_fires_with_its_reason(text, expected):
 
 
 def test_words_are_split_like_spacy_english():
-    assert word_tokens("Hello, world! It's (well-known) e.g. 3.14 and/or os.path") == \
-        ["Hello", ",", "world", "!", "It", "'s", "(", "well", "-", "known", ")", "e.g.", "3.14", "and", "/", "or",
-         "os.path"]
+    assert word_tokens("Hello, world! It's (well-known) e.g. 3.14 and/or os.path key/value") == \
+        ["Hello", ",", "world", "!", "It", "'s", "(", "well", "-", "known", ")", "e.g.", "3.14", "and/or",
+         "os.path", "key", "/", "value"]
+    # spaCy keeps URLs whole and splits "cannot" and "id" (I'd)
+    assert word_tokens("See https://docs.python.org/3/library/re.html, id cannot") == \
+        ["See", "https://docs.python.org/3/library/re.html", ",", "i", "d", "can", "not"]
 
 
 def test_cjk_text_is_split_per_character_and_passes():
@@ -257,3 +260,32 @@ def test_the_settings_table_in_the_docs_is_up_to_date():
     doc = Path(__file__).resolve().parents[2] / "docs" / "clean.md"
     text = doc.read_text(encoding="utf-8")
     assert with_table(text) == text, "run: python -m lmforge.clean.steps --update docs/clean.md"
+
+
+def _find_all_duplicate(words, n):
+    """datatrove 0.10.1's gopher_repetition_filter.find_all_duplicate, as the reference."""
+    unique, repeated_chars, idx = set(), 0, 0
+    while idx < len(words) - n + 1:
+        n_gram = "".join(words[idx:idx + n])
+        if n_gram in unique:
+            repeated_chars += len(n_gram)
+            idx += n
+        else:
+            unique.add(n_gram)
+            idx += 1
+    return repeated_chars
+
+
+def test_duplicated_ngrams_match_datatrove_on_random_texts():
+    import random
+    from itertools import accumulate
+
+    from lmforge.clean.steps.gopher import _duplicated_ngram_chars
+
+    rng = random.Random(0)
+    vocab = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
+    for _ in range(300):
+        words = [rng.choice(vocab[:rng.randint(2, 7)]) for _ in range(rng.randint(0, 80))]
+        lengths = [0, *accumulate(map(len, words))]
+        for n in range(5, 11):
+            assert _duplicated_ngram_chars(words, n, lengths) == _find_all_duplicate(words, n), (words, n)

@@ -93,19 +93,27 @@ def _top_ngram_chars(words: list[str], n: int) -> int:
 
 def _duplicated_ngram_chars(words: list[str], n: int, lengths: list[int]) -> int:
     """Characters (words joined without spaces) of the n-grams that repeat an earlier one,
-    scanning left to right and jumping past each repeat (datatrove's find_all_duplicate)."""
+    scanning left to right and jumping past each repeat (datatrove's find_all_duplicate).
+
+    Only n-grams that occur more than once can repeat, so the scan visits their positions
+    alone; a position a jump passed over is not remembered, as in datatrove.
+    """
     grams = list(zip(*(words[i:] for i in range(n))))
-    if len(set(grams)) == len(grams):
+    counts = Counter(grams)
+    if len(counts) == len(grams):
         return 0
+    repeated = {g for g, c in counts.items() if c > 1}
     seen: set = set()
-    chars = i = 0
-    while i < len(grams):
+    chars = next_free = 0
+    for i in [i for i, g in enumerate(grams) if g in repeated]:
+        if i < next_free:
+            continue
         if grams[i] in seen:
             chars += lengths[i + n] - lengths[i]
-            i += n
+            next_free = i + n
         else:
             seen.add(grams[i])
-            i += 1
+            next_free = i + 1
     return chars
 
 
