@@ -288,6 +288,8 @@ class CleanConfig:
 
     inputs: list[InputSpec] = field(default_factory=list)
     """Existing archives to read; empty reads this run's crawl/*.warc.gz as source 'web'."""
+    read_crawl: bool = False
+    """Read this run's crawl/*.warc.gz (source 'web') before the inputs, too."""
     steps: list[str] = field(default_factory=lambda: list(DEFAULT_STEPS))
     """The per-document steps, in order; each has its own table of settings ([clean.<step>]).
     Exact and near dedup follow them (``exact_dedup``, ``minhash_dedup``)."""

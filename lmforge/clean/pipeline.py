@@ -88,16 +88,17 @@ def _by_url(c: CleanConfig) -> bool:
 
 
 def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:
-    """The input files in order: ``[[clean.inputs]]``, else this run's ``crawl/*.warc.gz`` as 'web'."""
+    """The input files in order: this run's ``crawl/*.warc.gz`` as 'web' (when there are no
+    ``[[clean.inputs]]``, or with ``read_crawl``), then ``[[clean.inputs]]``."""
     from lmforge.collect.readers import expand_inputs
 
-    specs = c.inputs
-    if not specs:
+    specs = list(c.inputs)
+    if not specs or c.read_crawl:
         if not sorted(Path(rd.crawl).glob("*.warc.gz")):
             raise LmforgeError(f"clean: nothing to clean: no {rd.crawl}/*.warc.gz and no [[clean.inputs]]; "
                                "set [collect] seeds (or serve_demo = true) to crawl, or add [[clean.inputs]] "
                                "with path = 'data/*.warc.gz'")
-        specs = [InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web")]
+        specs.insert(0, InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web"))
     files = []
     for spec in specs:
         for path in expand_inputs(spec.path):

@@ -87,3 +87,23 @@ def test_missing_optional_backends_say_how_to_install(without_module):
     finally:
         words._kiwi.cache_clear()
         language._lingua.cache_clear()
+
+
+def test_a_crawl_and_korean_files_are_cleaned_together_each_with_its_language(tmp_path):
+    """The shape of configs/demo-ko.toml: this run's crawl (English) plus Korean HTML files."""
+    from clean_texts import RIVER, page, paragraphs_html
+    from test_clean_pipeline import write_warc
+
+    from lmforge.clean.pipeline import run_stage
+
+    rd = RunDir(tmp_path / "run")
+    rd.crawl.mkdir(parents=True)
+    write_warc(rd.crawl / "crawl-00000.warc.gz",
+               [("https://example.com/river", "text/html", page("River", paragraphs_html(RIVER)).encode())])
+    cfg = config_from_dict({"clean": {"read_crawl": True, "inputs": [{"path": str(DATA), "format": "html",
+                                                                      "source": "ko"}],
+                                      "language": {"languages": ["en", "ko"]}, "c4": {"curly_bracket": False}}})
+    stats = run_stage(cfg, rd)
+    docs = pq.read_table(rd.docs).to_pylist()
+    assert sorted((d["source"], d["language"]) for d in docs) == [("ko", "ko"), ("ko", "ko"), ("web", "en")]
+    assert stats["sources"]["web"]["docs"] == 1 and stats["sources"]["ko"]["docs"] == 2
