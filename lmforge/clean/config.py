@@ -65,9 +65,10 @@ class ExtractStep:
     """Skip trafilatura's readability/jusText fallback: about 1.7x faster, the same text on
     well-formed pages such as the Python docs, less robust on odd ones."""
     timeout_s: float | Off = 10.0
-    """Time limit of one page's extraction, plus ``timeout_s_per_mb`` per MB of HTML; a page over
-    it is dropped as ``extract_timeout`` (trafilatura hangs on some pages: its issue #704).
-    datatrove uses a fixed 1 s, which drops the largest real pages on a loaded machine."""
+    """CPU seconds one page's extraction may take, plus ``timeout_s_per_mb`` per MB of HTML; a
+    page over it is dropped as ``extract_timeout`` (trafilatura hangs on some pages: its issue
+    #704). datatrove uses a fixed 1 s of wall time, which drops the largest real pages on a
+    loaded machine."""
     timeout_s_per_mb: float = 30.0
     """Seconds added to the limit per MB of HTML."""
     drop_symbol_lines: bool = True

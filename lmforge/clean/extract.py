@@ -57,9 +57,10 @@ def clean_lines(text: str) -> str:
 
 @contextmanager
 def _time_limit(seconds: float | None):
-    """Raise ExtractTimeout in this block after ``seconds`` (a real-time timer's signal: the
-    worker's own process, no thread or child to clean up). Where signals cannot be used (not
-    the main thread), the block runs without a limit."""
+    """Raise ExtractTimeout in this block after ``seconds`` of this process's CPU time (a
+    profiling timer's signal: no thread or child to clean up, and a loaded machine does not
+    make a page time out, as wall-clock limits do). Where signals cannot be used (not the main
+    thread), the block runs without a limit."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -67,13 +68,13 @@ def _time_limit(seconds: float | None):
     def expire(signum, frame):
         raise ExtractTimeout()
 
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, expire)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _parse(html: str):
