@@ -278,7 +278,8 @@ def _by_language_problems(step) -> list[str]:
 
 
 DEFAULT_STEPS = ["url", "extract", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb", "pii"]
-"""FineWeb's recipe (datatrove's examples/fineweb.py), in its order."""
+"""FineWeb's recipe (datatrove's examples/fineweb.py), in its order: every step there is
+(lmforge.clean.steps.STEPS), each once."""
 
 
 @dataclass
@@ -334,8 +335,6 @@ class CleanConfig:
         return data
 
     def validate(self) -> list[str]:
-        from lmforge.clean.steps import STEPS
-
         problems = []
         if not 0 < self.minhash_threshold <= 1:
             problems.append("minhash_threshold: must be in (0, 1]")
@@ -345,8 +344,8 @@ class CleanConfig:
             problems.append("minhash_num_perm: use at least 16 permutations (128 is usual)")
         if self.workers < 0:
             problems.append("workers: must be 0 (one per CPU) or more")
-        problems += [f"steps: {name!r} is not a step (known: {', '.join(STEPS)})" for name in self.steps
-                     if name not in STEPS]
+        problems += [f"steps: {name!r} is not a step (known: {', '.join(DEFAULT_STEPS)})" for name in self.steps
+                     if name not in DEFAULT_STEPS]
         if len(set(self.steps)) != len(self.steps):
             problems.append("steps: a step is named twice")
         if "extract" not in self.steps or any(s != "url" for s in self.steps[:self.steps.index("extract")]):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lmforge.clean.config import CleanConfig, InputSpec
 from lmforge.clean.document import Document, Reject
-from lmforge.clean.steps import REJECT_TEXT_CHARS  # noqa: F401 (part of this module's interface)
+from lmforge.clean.steps import REJECT_TEXT_CHARS, apply_step as apply_filter  # noqa: F401 (their old home)
 from lmforge.clean.stats import CleanStats
 from lmforge.errors import LmforgeError
 

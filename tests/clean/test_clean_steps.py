@@ -244,7 +244,7 @@ def test_bad_step_settings_name_the_key(clean, problem):
 
 
 def test_every_step_setting_is_a_dataclass_field_with_a_documented_source():
-    from lmforge.clean.steps import setting_rows
+    from lmforge.clean.steps.table import setting_rows
 
     rows = setting_rows()
     assert {r[0] for r in rows} >= {"gopher_repetition", "gopher_quality", "c4", "fineweb", "extract"}
@@ -255,7 +255,7 @@ def test_every_step_setting_is_a_dataclass_field_with_a_documented_source():
 def test_the_settings_table_in_the_docs_is_up_to_date():
     from pathlib import Path
 
-    from lmforge.clean.steps import with_table
+    from lmforge.clean.steps.table import with_table
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "clean.md"
     text = doc.read_text(encoding="utf-8")
@@ -289,3 +289,11 @@ def test_duplicated_ngrams_match_datatrove_on_random_texts():
         lengths = [0, *accumulate(map(len, words))]
         for n in range(5, 11):
             assert _duplicated_ngram_chars(words, n, lengths) == _find_all_duplicate(words, n), (words, n)
+
+
+def test_the_registry_has_every_step_of_the_recipe_and_no_other():
+    from lmforge.clean.config import DEFAULT_STEPS
+    from lmforge.clean.steps import STEPS, step_class
+
+    assert list(STEPS) == DEFAULT_STEPS
+    assert all(step_class(name).name == name for name in STEPS)

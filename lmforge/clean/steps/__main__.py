@@ -4,7 +4,7 @@
 import argparse
 from pathlib import Path
 
-from lmforge.clean.steps import BEGIN, END, table, with_table
+from lmforge.clean.steps.table import BEGIN, END, table, with_table
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(prog="python -m lmforge.clean.steps")
