@@ -116,13 +116,14 @@ def test_each_gopher_repetition_rule_fires_with_its_reason(text, expected):
 
 
 def test_repetition_known_values():
-    from lmforge.clean.steps.gopher import _duplicated_ngram_chars, _top_ngram_chars
+    from lmforge.clean.steps.gopher import _duplicated_ngram_chars, _NGramHashes, _top_ngram_chars
 
     words = "a b c a b c a b c x".split()
     lengths = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
-    assert _top_ngram_chars(words, 2) == 3 * 3  # "a b" three times
+    grams = _NGramHashes(words)
+    assert _top_ngram_chars(grams.of(2), 2, lengths) == 3 * 3  # "a b" three times
     # 5-grams: abcab, bcabc, cabca, abcab (repeat: 5 chars, jump 5 to index 8: 'c x' too short)
-    assert _duplicated_ngram_chars(words, 5, lengths) == 5
+    assert _duplicated_ngram_chars(grams.of(5), 5, lengths) == 5
 
 
 # ---------------------------------------------------------------- C4
@@ -276,19 +277,28 @@ def _find_all_duplicate(words, n):
     return repeated_chars
 
 
-def test_duplicated_ngrams_match_datatrove_on_random_texts():
+def test_ngram_rules_match_datatrove_on_random_texts():
     import random
     from itertools import accumulate
 
-    from lmforge.clean.steps.gopher import _duplicated_ngram_chars
+    from collections import Counter
+
+    from lmforge.clean.steps.gopher import _duplicated_ngram_chars, _NGramHashes, _top_ngram_chars
 
     rng = random.Random(0)
     vocab = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"]
     for _ in range(300):
         words = [rng.choice(vocab[:rng.randint(2, 7)]) for _ in range(rng.randint(0, 80))]
         lengths = [0, *accumulate(map(len, words))]
-        for n in range(5, 11):
-            assert _duplicated_ngram_chars(words, n, lengths) == _find_all_duplicate(words, n), (words, n)
+        grams = _NGramHashes(words)
+        for n in range(2, 11):
+            if len(words) < n:
+                continue
+            if n <= 4:  # datatrove's find_top_duplicate
+                gram, count = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1)).most_common(1)[0]
+                assert _top_ngram_chars(grams.of(n), n, lengths) == len(gram) * count, (words, n)
+            else:
+                assert _duplicated_ngram_chars(grams.of(n), n, lengths) == _find_all_duplicate(words, n), (words, n)
 
 
 def test_the_registry_has_every_step_of_the_recipe_and_no_other():

@@ -4,15 +4,17 @@ splits, counts and denominators, so that the verdicts agree (bench/bench_clean_r
 
 Differences, on purpose: a threshold of ``false`` switches a rule off (datatrove: None, and also
 0); n-grams are compared as word sequences, where datatrove compares the joined strings of the
-duplicated n-gram rule ("ab"+"c" equals "a"+"bc" there); words come from lmforge/clean/words.py
+duplicated n-gram rule ("ab"+"c" equals "a"+"bc" there), here by 64-bit hashes of the word
+sequences; words come from lmforge/clean/words.py
 and the document's language (datatrove: one language per filter).
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from itertools import accumulate
+
+import numpy as np
 
 from lmforge.clean.steps import Step
 
@@ -66,53 +68,76 @@ class GopherRepetitionStep(Step):
 
     def _ngrams(self, s, words: list[str], n_chars: int):
         lengths = [0, *accumulate(map(len, words))]  # characters of words[i:j] = lengths[j] - lengths[i]
+        grams = _NGramHashes(words)
         for n in (2, 3, 4):
             limit = getattr(s, f"top_{n}gram_char_frac")
             if limit is False or len(words) < n:
                 continue
-            top = _top_ngram_chars(words, n)
+            top = _top_ngram_chars(grams.of(n), n, lengths)
             if top / n_chars > limit:
                 return False, f"top_{n}_gram", f"{top / n_chars:.3f}"
         for n in range(5, 11):
             limit = getattr(s, f"dup_{n}gram_char_frac")
-            if limit is False:
+            if limit is False or len(words) < n:
                 continue
-            dup = _duplicated_ngram_chars(words, n, lengths)
+            dup = _duplicated_ngram_chars(grams.of(n), n, lengths)
             if dup / n_chars > limit:
                 return False, f"duplicated_{n}_n_grams", f"{dup / n_chars:.3f}"
         return True
 
 
-def _top_ngram_chars(words: list[str], n: int) -> int:
+class _NGramHashes:
+    """64-bit hashes of a text's word n-grams, one array per n, each made from the last: a
+    random 64-bit number per distinct word, h(w1..wn) = h(w1..wn-1) * P + r(wn) modulo 2**64.
+    Two different n-grams of one document share a hash with a chance of about (n-grams)^2 / 2^65:
+    none in practice (datatrove compares the strings)."""
+
+    P = np.uint64(0x9E3779B97F4A7C15)  # odd (the golden-ratio constant of splitmix64)
+
+    def __init__(self, words: list[str]):
+        index: dict[str, int] = {}
+        ids = np.fromiter((index.setdefault(w, len(index)) for w in words), dtype=np.int64, count=len(words))
+        self.r = np.random.default_rng(0).integers(0, 2**63, size=max(len(index), 1), dtype=np.uint64)[ids]
+        self.n, self.h = 1, self.r
+
+    def of(self, n: int) -> np.ndarray:
+        with np.errstate(over="ignore"):  # wrapping modulo 2**64 is the point
+            while self.n < n:
+                self.n += 1
+                self.h = self.h[:-1] * self.P + self.r[self.n - 1:]
+        return self.h
+
+
+def _top_ngram_chars(hashes: np.ndarray, n: int, lengths: list[int]) -> int:
     """Characters (words joined by spaces) of the commonest n-gram times its count; the first
     seen wins a tie, as in datatrove (Counter.most_common)."""
-    counts = Counter(zip(*(words[i:] for i in range(n))))
-    gram, count = counts.most_common(1)[0]
-    return (sum(map(len, gram)) + n - 1) * count
+    _, first, counts = np.unique(hashes, return_index=True, return_counts=True)
+    top = counts.max()
+    i = int(first[counts == top].min())
+    return (lengths[i + n] - lengths[i] + n - 1) * int(top)
 
 
-def _duplicated_ngram_chars(words: list[str], n: int, lengths: list[int]) -> int:
+def _duplicated_ngram_chars(hashes: np.ndarray, n: int, lengths: list[int]) -> int:
     """Characters (words joined without spaces) of the n-grams that repeat an earlier one,
     scanning left to right and jumping past each repeat (datatrove's find_all_duplicate).
 
     Only n-grams that occur more than once can repeat, so the scan visits their positions
     alone; a position a jump passed over is not remembered, as in datatrove.
     """
-    grams = list(zip(*(words[i:] for i in range(n))))
-    counts = Counter(grams)
-    if len(counts) == len(grams):
+    _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+    positions = np.flatnonzero(counts[inverse] > 1)
+    if positions.size == 0:
         return 0
-    repeated = {g for g, c in counts.items() if c > 1}
     seen: set = set()
     chars = next_free = 0
-    for i in [i for i, g in enumerate(grams) if g in repeated]:
+    for i, h in zip(positions.tolist(), hashes[positions].tolist()):
         if i < next_free:
             continue
-        if grams[i] in seen:
+        if h in seen:
             chars += lengths[i + n] - lengths[i]
             next_free = i + n
         else:
-            seen.add(grams[i])
+            seen.add(h)
             next_free = i + 1
     return chars
 
