@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 # torch is pinned here (the package accepts a range) so that the dev/CI path takes the CPU build.
 TORCH  := torch==2.13.0
 
-.PHONY: install demo test bench python3-doc clean-runs screenshots
+.PHONY: install demo demo-ko test bench python3-doc korean-help clean-runs screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ demo: install python3-doc
 	$(BIN)/lmforge run configs/demo.toml
 	@echo ""
 	@echo "See every stage in the browser:  $(BIN)/lmforge serve runs/demo   (then open http://127.0.0.1:8600/)"
+
+# The Korean half of demo-ko: LibreOffice's Korean help (Debian's libreoffice-help-ko), unpacked
+# into data/ without installing LibreOffice (apt-get download + dpkg -x need no root).
+KO_HELP := data/libreoffice-help-ko
+korean-help:
+	@if [ -d $(KO_HELP)/usr/share/libreoffice/help/ko ]; then :; else \
+		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download libreoffice-help-ko) && \
+		mkdir -p $(KO_HELP) && dpkg -x $$tmp/libreoffice-help-ko_*.deb $(KO_HELP) && rm -rf $$tmp; fi
+
+demo-ko: install python3-doc korean-help
+	$(BIN)/lmforge run configs/demo-ko.toml
 
 test: install python3-doc
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q

@@ -107,6 +107,9 @@ def from_dict(cls: type, data: Any, origin: str, problems: list[str], prefix: st
     if not isinstance(data, dict):
         problems.append(TypeProblem(f"{origin}: {prefix or '<top>'}: expected a table, got {data!r}"))
         return cls()
+    upgrade = getattr(cls, "upgrade_keys", None)
+    if upgrade is not None:  # a table's older key names, moved to where they live now
+        data = upgrade(dict(data))
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
     kwargs, before = {}, len(problems)
@@ -139,7 +142,14 @@ def _coerce(tp: Any, value: Any, origin: str, key: str, problems: list[str]) -> 
         return from_dict(tp, value, origin, problems, prefix=f"{key}.")
     if kind in (typing.Union, types.UnionType):
         options = [t for t in typing.get_args(tp) if t is not type(None)]
-        return None if value is None else _coerce(options[0], value, origin, key, problems)
+        if value is None:
+            return None
+        for option in options:  # the first type that fits: e.g. float | bool, a threshold or false (off)
+            trial: list[str] = []
+            coerced = _coerce(option, value, origin, key, trial)
+            if not trial:
+                return coerced
+        return _coerce(options[0], value, origin, key, problems)
     if kind is list:
         if not isinstance(value, list):
             problems.append(TypeProblem(f"{origin}: {key}: expected a list, got {value!r}"))

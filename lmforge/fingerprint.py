@@ -11,7 +11,7 @@ everything that decides its outputs:
 - the stage's output format version.
 
 The settings themselves are kept in the record too, so that a stale stage can say what changed
-(``clean.quality.min_words 50 -> 5``).
+(``clean.gopher_quality.min_words 50 -> 5``).
 """
 
 from __future__ import annotations

@@ -153,7 +153,7 @@ def test_forced_training_starts_fresh_but_an_interrupted_one_resumes(tmp_path, c
 
 RESULT_SETTINGS = [
     ("crawl", {"collect": {"serve_demo": True, "max_pages": 7}}),
-    ("clean", {"clean": {"quality": {"min_words": 5}}}),
+    ("clean", {"clean": {"gopher_quality": {"min_words": 5}}}),
     ("tokenizer", {"tokenizer": {"vocab_size": 600}}),
     ("tokenize", {"tokenizer": {"val_fraction": 0.2}}),
     ("train", {"train": {"lr": 0.005}}),
@@ -186,10 +186,10 @@ def test_a_changed_speed_setting_reruns_nothing(tmp_path, calls, change):
 
 
 def test_the_stale_line_says_what_changed(tmp_path, calls):
-    pipeline.run_pipeline(make_cfg(tmp_path, clean={"quality": {"min_words": 50}}), log=quiet)
+    pipeline.run_pipeline(make_cfg(tmp_path, clean={"gopher_quality": {"min_words": 50}}), log=quiet)
     lines = []
-    pipeline.run_pipeline(make_cfg(tmp_path, clean={"quality": {"min_words": 5}}), log=lines.append)
-    assert "[clean] stale: clean.quality.min_words 50 -> 5; rerunning clean and 5 later stages" in lines
+    pipeline.run_pipeline(make_cfg(tmp_path, clean={"gopher_quality": {"min_words": 5}}), log=lines.append)
+    assert "[clean] stale: clean.gopher_quality.min_words 50 -> 5; rerunning clean and 5 later stages" in lines
 
 
 def test_a_skipping_run_does_not_rewrite_the_run_config(tmp_path, calls):

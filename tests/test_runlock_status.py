@@ -64,8 +64,8 @@ def test_two_runs_started_together_one_runs_one_refuses(tmp_path):
     data.write_text("".join(json.dumps({"text": f"{words} {i}. " * 30, "url": f"https://x/{i}"}) + "\n"
                             for i in range(400)))
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'name = "r"\nruns_dir = "{tmp_path}"\n[[clean.inputs]]\npath = "{data}"\n'
-                   '[tokenizer]\nvocab_size = 400\n')
+    cfg.write_text(f'name = "r"\nruns_dir = "{tmp_path}"\n[clean]\nsteps = ["extract"]\n[[clean.inputs]]\n'
+                   f'path = "{data}"\n[tokenizer]\nvocab_size = 400\n')
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "lmforge", "run", str(cfg), "--until", "tokenize"]
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -109,10 +109,10 @@ def test_status_complete_stale_missing_running(tmp_path, fake_stages, capsys):
     rows = states(run_status(rd.root))
     assert rows["train"] == ("complete", "") and rows["sample"][0] == "missing"
     # another config: what a rerun with it would redo, and why
-    cfg2 = make_cfg(tmp_path, clean={"quality": {"min_words": 5}})
+    cfg2 = make_cfg(tmp_path, clean={"gopher_quality": {"min_words": 5}})
     rows = states(run_status(rd.root, cfg2))
     assert rows["crawl"] == ("complete", "")
-    assert rows["clean"] == ("stale", "clean.quality.min_words 50 -> 5")
+    assert rows["clean"] == ("stale", "clean.gopher_quality.min_words 50 -> 5")
     assert rows["tokenizer"] == ("stale", "clean is stale")
     # a clean rerun alone: the later stages are stale because their input changed
     pipeline.run_pipeline(cfg2, only=["clean"], log=lambda m: None)
@@ -154,7 +154,7 @@ def test_status_needs_no_lock_and_takes_none(tmp_path, fake_stages):
     assert holder(rd.root) is None
 
 
-@pytest.mark.parametrize("key", ["train.lr", "model.rope_theta", "sample.temperature", "clean.min_language_score"])
+@pytest.mark.parametrize("key", ["train.lr", "model.rope_theta", "sample.temperature", "clean.language.min_score", "clean.fineweb.max_short_line_ratio"])
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_floats_are_rejected_by_the_config(tmp_path, key, value, capsys):
     cfg = tmp_path / "c.toml"

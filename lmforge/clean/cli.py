@@ -26,7 +26,10 @@ def register(subparsers) -> None:
     p.add_argument("--languages", default=None,
                    help="comma-separated ISO 639-1 codes to keep, e.g. en,ko; '' keeps all (default: en)")
     p.add_argument("--workers", type=int, default=1, help="processes (0 = one per CPU; default 1)")
-    p.add_argument("--no-quality", action="store_true", help="skip the Gopher/FineWeb quality rules")
+    p.add_argument("--steps", default=None, metavar="LIST",
+                   help="comma-separated steps in order (default: url,extract,language,gopher_repetition,"
+                        "gopher_quality,c4,fineweb,pii)")
+    p.add_argument("--no-quality", action="store_true", help="skip the Gopher, C4 and FineWeb rules")
     p.add_argument("--no-dedup", action="store_true", help="skip exact and MinHash deduplication")
     p.add_argument("--no-pii", action="store_true", help="keep e-mails, IPs and phone numbers as they are")
     p.add_argument("--force", action="store_true", help="clean again even if OUT is complete and up to date")
@@ -54,12 +57,17 @@ def _config_data(args: argparse.Namespace) -> dict:
     from lmforge.config import apply_override
     from lmforge.errors import ConfigError
 
+    from lmforge.clean.config import DEFAULT_STEPS
+
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()] if args.steps else list(DEFAULT_STEPS)
+    dropped = ({"gopher_repetition", "gopher_quality", "c4", "fineweb"} if args.no_quality else set()) | \
+        ({"pii"} if args.no_pii else set())
     clean = {"inputs": [{"path": p, "format": args.format, "source": args.source, "text_field": args.text_field}
                         for p in args.input],
-             "workers": args.workers, "quality": {"enabled": not args.no_quality}, "exact_dedup": not args.no_dedup,
-             "minhash_dedup": not args.no_dedup, "pii": not args.no_pii}
+             "workers": args.workers, "steps": [s for s in steps if s not in dropped],
+             "exact_dedup": not args.no_dedup, "minhash_dedup": not args.no_dedup}
     if args.languages is not None:
-        clean["languages"] = [code.strip() for code in args.languages.split(",") if code.strip()]
+        clean["language"] = {"languages": [code.strip() for code in args.languages.split(",") if code.strip()]}
     data, problems = {"clean": clean}, []
     for item in args.overrides:
         apply_override(data, item, problems)

@@ -27,7 +27,7 @@ class Document:
     @property
     def n_words(self) -> int:
         """Words as the quality rules count them (a CJK ideograph or kana is one word)."""
-        from lmforge.clean.filters.quality import split_words
+        from lmforge.clean.words import split_words
 
         return len(split_words(self.text))
 

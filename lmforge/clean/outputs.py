@@ -13,7 +13,7 @@ import heapq
 from pathlib import Path
 from typing import Callable, Iterator
 
-from lmforge.clean.pipeline import REJECT_TEXT_CHARS
+from lmforge.clean.steps import REJECT_TEXT_CHARS
 from lmforge.clean.stats import CleanStats
 
 READ_ROWS = 256
@@ -76,7 +76,7 @@ def _rows(folder: Path, index: int, kind: str, key) -> Iterator[tuple]:
 
 
 def _write_docs(rows: Iterator[dict], stats: CleanStats, folder: Path) -> None:
-    from lmforge.clean.filters.quality import split_words
+    from lmforge.clean.words import split_words
 
     def kept_rows():
         for row in rows:

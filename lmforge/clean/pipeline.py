@@ -1,4 +1,5 @@
-"""The clean stage: raw records -> extract -> URL, language, quality filters -> PII -> dedup -> Parquet.
+"""The clean stage: raw records -> the steps of ``[clean] steps`` (lmforge/clean/steps/: URL,
+extraction, language, Gopher, C4, FineWeb rules, PII) -> dedup -> Parquet.
 
 Per-document steps run shard by shard (a shard is a group of input files, or a slice of one
 file), in this process, a local process pool or Ray tasks: the same :func:`process_shard` in
@@ -14,7 +15,6 @@ import math
 import os
 import shutil
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +23,6 @@ from lmforge.clean.document import Document, Reject
 from lmforge.clean.stats import CleanStats
 from lmforge.errors import LmforgeError
 
-REJECT_TEXT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -97,16 +96,17 @@ def _by_url(c: CleanConfig) -> bool:
 
 
 def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:
-    """The input files in order: ``[[clean.inputs]]``, else this run's ``crawl/*.warc.gz`` as 'web'."""
+    """The input files in order: this run's ``crawl/*.warc.gz`` as 'web' (when there are no
+    ``[[clean.inputs]]``, or with ``read_crawl``), then ``[[clean.inputs]]``."""
     from lmforge.collect.readers import expand_inputs
 
-    specs = c.inputs
-    if not specs:
+    specs = list(c.inputs)
+    if not specs or c.read_crawl:
         if not sorted(Path(rd.crawl).glob("*.warc.gz")):
             raise LmforgeError(f"clean: nothing to clean: no {rd.crawl}/*.warc.gz and no [[clean.inputs]]; "
                                "set [collect] seeds (or serve_demo = true) to crawl, or add [[clean.inputs]] "
                                "with path = 'data/*.warc.gz'")
-        specs = [InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web")]
+        specs.insert(0, InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web"))
     files = []
     for spec in specs:
         for path in expand_inputs(spec.path):
@@ -201,14 +201,16 @@ def save_shard(shard: Shard, c: CleanConfig, folder: Path, progress=None) -> int
 
 
 def process_shard(shard: Shard, c: CleanConfig, progress=None) -> ShardResult:
-    """Extract, filter, mask and sign every record of ``shard``; picklable in and out.
+    """Run the steps of ``c.steps`` on every record of ``shard``, and sign the documents kept for
+    dedup; picklable in and out.
 
     ``progress(1)`` is called per record when given (in-process runs drive a progress bar with it).
     """
+    from lmforge.clean.steps import build_steps
     from lmforge.collect.readers import UnreadableInput, iter_records
 
     result = ShardResult()
-    steps = build_filters(c)
+    steps = build_steps(c)
     for f in shard.files:
         try:
             for i, record in enumerate(iter_records(f.path, f.format, f.text_field, result.stats.skipped)):
@@ -222,103 +224,20 @@ def process_shard(shard: Shard, c: CleanConfig, progress=None) -> ShardResult:
     return result
 
 
-def build_filters(c: CleanConfig) -> list:
-    """The per-document filters configured in ``c``, in the order they run."""
-    from lmforge.clean.filters.language import LanguageFilter
-    from lmforge.clean.filters.quality import GopherQualityFilter
-    from lmforge.clean.filters.url import URLFilter
-
-    steps = []
-    if c.url_block_domains or c.url_block_patterns:
-        steps.append(URLFilter(c.url_block_domains, c.url_block_patterns))
-    steps.append(LanguageFilter(c.languages, c.min_language_score))
-    if c.quality.enabled:
-        steps.append(GopherQualityFilter(c.quality))
-    return steps
-
-
 def _process_record(record, f: InputFile, index: int, steps: list, c: CleanConfig, result: ShardResult) -> None:
+    from lmforge.clean.steps import apply_step
+    from lmforge.clean.steps.extract import RECORD
+
     stats = result.stats
     size = len(record.body) if record.body is not None else len((record.text or "").encode("utf-8"))
     stats.totals.update(records=1, bytes_in=size)
     stats.sources[f.source].update(records=1, bytes_in=size)
-    doc = extract_document(record, f.source, (f.index, index), stats, result.rejects, c.extract_fast)
-    if doc is None or not all(apply_filter(step, doc, stats, result.rejects) for step in steps):
+    doc = Document(record.id, record.url, f.source, "", date=record.date, order=(f.index, index),
+                   meta={RECORD: record})
+    if not all(apply_step(step, doc, stats, result.rejects) for step in steps):
         return
-    if c.pii:
-        _mask(doc, stats)
+    doc.meta.clear()  # the steps' caches
     result.docs.append(doc)
-
-
-def extract_document(record, source: str, order: tuple[int, int], stats: CleanStats,
-                     rejects: list[Reject], fast: bool = False) -> Document | None:
-    """The record as a Document (HTML extracted), or None with a reject.
-
-    Reasons: ``http_status`` (a response other than 2xx: error pages, redirects), ``non_html``
-    (neither text nor HTML), ``extraction_error`` (the parser failed on the page),
-    ``empty_extraction`` (no main text found).
-    """
-    from lmforge.clean.extract import HTML_TYPES, extract_text
-    from lmforge.collect.charset import decode_html
-
-    t0 = time.perf_counter()
-    counts = stats.step("extract")
-    counts["in"] += 1
-    doc = Document(record.id, record.url, source, "", date=record.date, order=order)
-    status = record.extra.get("status") or 200
-    reason, detail, raw = None, record.content_type, ""
-    if not 200 <= status < 300:
-        reason, detail = "http_status", str(status)
-    elif record.text is not None:
-        doc.text = record.text.strip()
-    elif record.body is not None and (record.content_type in HTML_TYPES or _looks_like_html(record)):
-        raw = decode_html(record.body, record.charset)
-        try:
-            doc.text = extract_text(raw, record.url or None, fast)
-        except Exception as exc:  # one malformed page must not end the shard; it is counted and kept
-            reason, detail = "extraction_error", f"{type(exc).__name__}: {exc}"[:200]
-    else:
-        reason = "non_html"
-    if reason is None and not doc.text:
-        reason = "empty_extraction"
-    stats.seconds["extract"] += time.perf_counter() - t0
-    if reason:
-        counts[f"dropped_{reason}"] += 1
-        rejects.append(Reject(doc.id, doc.url, source, "extract", reason, detail, raw[:REJECT_TEXT_CHARS], order))
-        return None
-    counts["out"] += 1
-    return doc
-
-
-def _looks_like_html(record) -> bool:
-    return not record.content_type and record.body.lstrip()[:15].lower().startswith((b"<!doctype html", b"<html"))
-
-
-def apply_filter(step, doc: Document, stats: CleanStats, rejects: list[Reject]) -> bool:
-    """Run ``step.filter(doc)``; count ``in``/``out``/``dropped_<reason>`` and keep the reject."""
-    counts = stats.step(step.name)
-    counts["in"] += 1
-    t0 = time.perf_counter()
-    verdict = step.filter(doc)
-    stats.seconds[step.name] += time.perf_counter() - t0
-    if verdict is True:
-        counts["out"] += 1
-        return True
-    _, reason, *detail = verdict
-    counts[f"dropped_{reason}"] += 1
-    rejects.append(Reject.of(doc, step.name, reason, str(detail[0]) if detail else "", REJECT_TEXT_CHARS))
-    return False
-
-
-def _mask(doc: Document, stats: CleanStats) -> None:
-    from lmforge.clean.pii import mask_pii
-
-    t0 = time.perf_counter()
-    counts = stats.step("pii")
-    masks = Counter()
-    doc.text = mask_pii(doc.text, masks)
-    counts.update({"in": 1, "out": 1, **{f"masked_{k}": v for k, v in masks.items()}})
-    stats.seconds["pii"] += time.perf_counter() - t0
 
 
 # ---------------------------------------------------------------- the funnel
@@ -330,4 +249,4 @@ def _log_funnel(stats: dict) -> None:
         print(f"[clean] {name:<12} in={counts['in']:<7} out={counts['out']:<7} {drops}".rstrip())
     if not stats["docs"]:
         print("[clean] warning: no document kept; the reasons are in rejects/*.parquet and stats/clean.json "
-              "(languages and the [clean.quality] thresholds are the usual suspects)")
+              "([clean.language] languages and the rules' thresholds are the usual suspects)")

@@ -58,7 +58,7 @@ EXPECTED_REJECTS = {
     "https://copy.example.net/bread": ("near_dedup", "near_duplicate"),
     "https://example.com/logo.png": ("extract", "non_html"),
     "https://example.com/empty": ("extract", "empty_extraction"),
-    "https://example.com/short": ("quality", "too_few_words"),
+    "https://example.com/short": ("gopher_repetition", "top_3_gram"),  # a few words: any 3-gram is a big share
     "https://example.com/missing": ("extract", "http_status"),
 }
 
@@ -102,14 +102,15 @@ def test_end_to_end_docs_rejects_and_stats(tmp_path):
     assert stats["records"] == len(PAGES) and stats["docs"] == len(EXPECTED_KEPT)
     assert stats["reader_skipped"] == {"record_request": 1}
     steps = stats["steps"]
-    assert list(steps) == ["extract", "language", "quality", "pii", "url_dedup", "exact_dedup", "near_dedup"]
+    assert list(steps) == ["url", "extract", "language", "gopher_repetition", "gopher_quality", "c4", "fineweb",
+                           "pii", "url_dedup", "exact_dedup", "near_dedup"]
     for name, counts in steps.items():
         dropped = sum(v for k, v in counts.items() if k.startswith("dropped_"))
         assert counts["in"] == counts["out"] + dropped, name
     names = list(steps)
     for before, after in zip(names, names[1:]):
         assert steps[before]["out"] == steps[after]["in"]
-    assert steps["extract"]["in"] == len(PAGES) and steps["near_dedup"]["out"] == len(EXPECTED_KEPT)
+    assert steps["url"]["in"] == len(PAGES) and steps["near_dedup"]["out"] == len(EXPECTED_KEPT)
     assert sum(v for c in steps.values() for k, v in c.items() if k.startswith("dropped_")) == len(rejects)
     assert steps["pii"]["masked_email"] == 2
     assert stats["sources"]["web"]["docs"] == len(EXPECTED_KEPT)
@@ -176,7 +177,7 @@ def test_cli_cleans_jsonl_with_all_languages(tmp_path, capsys):
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     assert main(["clean", "--input", str(data), "--out", str(out), "--languages", "",
-                 "--set", "clean.quality.min_words=40"]) == 0
+                 "--set", "clean.quality.min_words=40", "--set", "clean.c4.min_sentences=4"]) == 0
     docs = read(out / "docs")
     assert [(d["id"], d["source"], d["language"]) for d in docs] == [("a", "books", "en"), ("b", "books", "fr")]
     stats = json.loads((out / "stats" / "clean.json").read_text())
@@ -194,10 +195,10 @@ def test_a_page_that_breaks_the_extractor_is_a_reject_not_a_crash(tmp_path, monk
 
     real = extract.extract_text
 
-    def fragile(html, url=None, fast=False):
+    def fragile(html, url=None, fast=False, **kwargs):
         if "seoul" in (url or ""):
             raise ValueError("broken markup")
-        return real(html, url, fast)
+        return real(html, url, fast, **kwargs)
 
     monkeypatch.setattr(extract, "extract_text", fragile)
     stats, rd = run_clean(tmp_path)

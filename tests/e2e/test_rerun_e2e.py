@@ -73,14 +73,14 @@ def test_changed_settings_rerun_what_they_change(tmp_path, site_url, capsys):
 
     # a clean setting reruns clean and everything after it
     code, out = run(tmp_path, site_url, capsys, "model.n_layer=3", "sample.max_new_tokens=5", "train.max_steps=30",
-                    "clean.quality.min_words=5")
-    assert code == 0 and "[clean] stale: clean.quality.min_words 20 -> 5; rerunning clean and 5 later stages" in out
+                    "clean.gopher_quality.min_words=5")
+    assert code == 0 and "[clean] stale: clean.gopher_quality.min_words 20 -> 5; rerunning clean and 5 later stages" in out
     assert "[crawl] complete, skipped" in out
     assert rd.read_stats("clean")["docs"] >= first_docs
 
     # a speed-only setting reruns nothing
     code, out = run(tmp_path, site_url, capsys, "model.n_layer=3", "sample.max_new_tokens=5", "train.max_steps=30",
-                    "clean.quality.min_words=5", "clean.workers=2", "tokenizer.workers=2", "train.threads=1")
+                    "clean.gopher_quality.min_words=5", "clean.workers=2", "tokenizer.workers=2", "train.threads=1")
     assert code == 0 and out.count("complete, skipped") == 7
 
     assert main(["status", str(rd.root)]) == 0

@@ -75,7 +75,7 @@ def _jsonl(path: Path, n: int) -> Path:
 
 def _clean_command(tmp_path: Path) -> list[str]:
     return [sys.executable, "-m", "lmforge", "clean", "--input", str(tmp_path / "in.jsonl"), "--out",
-            str(tmp_path / "out"), "--workers", "2"]
+            str(tmp_path / "out"), "--workers", "2", "--no-quality"]
 
 
 def _start_clean(tmp_path: Path) -> subprocess.Popen:
