@@ -42,8 +42,12 @@ class RunLock:
         self.release()
 
     def acquire(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LmforgeError(f"{self.root}: cannot write the run directory ({exc.strerror}); "
+                               "choose another runs_dir or name, or fix its permissions") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -161,3 +161,13 @@ def test_non_finite_floats_are_rejected_by_the_config(tmp_path, key, value, caps
     cfg.write_text("")
     assert main(["run", str(cfg), "--set", f"{key}={value}"]) == 2
     assert f"{key}: must be a finite number, got {float(value)!r}" in capsys.readouterr().err
+
+
+def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'name = "r"\nruns_dir = "{blocker}"\n[collect]\nserve_demo = true\n')
+    assert main(["run", str(cfg)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot write the run directory" in err and "Traceback" not in err
