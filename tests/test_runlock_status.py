@@ -171,3 +171,13 @@ def test_a_run_directory_that_cannot_be_written_is_one_line(tmp_path, capsys):
     assert main(["run", str(cfg)]) == 1
     err = capsys.readouterr().err
     assert "cannot write the run directory" in err and "Traceback" not in err
+
+
+def test_a_crawl_into_a_folder_in_use_stops_at_once(tmp_path, capsys):
+    proc = hold_lock(tmp_path / "out")
+    try:
+        assert main(["crawl", "http://127.0.0.1:9/", "--out", str(tmp_path / "out"), "--quiet"]) == 3
+        assert f"is in use by PID {proc.pid}" in capsys.readouterr().err
+    finally:
+        proc.kill()
+        proc.wait()

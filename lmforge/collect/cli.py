@@ -61,11 +61,10 @@ def _collect_config(args):
 def _cmd_crawl(args) -> int:
     import contextlib
 
-    from lmforge.collect.crawl import crawl, load_seeds
-    from lmforge.errors import LmforgeError
-
     from lmforge.cliargs import writable_folder
-    from lmforge.collect.crawl import check_seeds
+    from lmforge.collect.crawl import check_seeds, crawl, load_seeds
+    from lmforge.errors import LmforgeError
+    from lmforge.runlock import RunLock
 
     cfg = _collect_config(args)
     seeds = [*check_seeds(args.seeds), *load_seeds(cfg)]
@@ -73,6 +72,7 @@ def _cmd_crawl(args) -> int:
         raise LmforgeError("nothing to crawl: give seed URLs, --seeds-file FILE or --demo")
     out = writable_folder(args.out, "--out")
     with contextlib.ExitStack() as stack:
+        stack.enter_context(RunLock(out))  # two crawls into one folder would interleave their WARC records
         if args.demo:
             from lmforge.collect.demo_site import serve_demo
 
