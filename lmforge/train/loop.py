@@ -70,7 +70,6 @@ class Trainer:
 
         from lmforge.model.gpt import GPT
         from lmforge.train.data import TrainLoader, load_manifest, val_batches
-        from lmforge.train.dist import peak_flops
         from lmforge.train.optim import build_optimizer
 
         self.cfg, self.rd, self.env, self.log, self.tc = cfg, rd, env, log, cfg.train
@@ -79,6 +78,8 @@ class Trainer:
         self.tokens_id = _fingerprint(rd.tokens / "manifest.json")
         self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
         self.model_cfg = resolve_model_config(cfg, manifest)
+        self.amp_dtype, self.peak = self._choose_dtype_and_peak()
+        self._check_memory()
         torch.manual_seed(cfg.seed)
         self.model = GPT(self.model_cfg).to(env.device)
         self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
@@ -89,18 +90,58 @@ class Trainer:
         self.val_bytes = self._val_bytes()
         self.step, self.tokens_seen, self._saved_step = 0, 0, -1
         self._resume()
-        self.amp_dtype = _amp_dtype(self.tc.dtype, env.device)
         self.scaler = torch.amp.GradScaler(env.device_type, enabled=self.amp_dtype == torch.float16)
         self.forward_model = self._wrap(self.model)
         self.tokens_per_step = batch * seq_len * self.tc.grad_accum * env.world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
-        self.peak = peak_flops(self.tc.peak_flops, env.device, self.tc.threads) * env.world_size
 
     # ------------------------------------------------------------------ setup
 
-    def _resume(self) -> None:
-        from lmforge.train.checkpoint import check_shape, latest_checkpoint, load_trainer_state, load_weights
+    def _choose_dtype_and_peak(self):
+        """The autocast dtype (None = float32) and the peak FLOP/s of all processes, logged with why."""
+        import torch
 
+        from lmforge.train.dist import broadcast_object, peak_flops
+
+        amp, why = _amp_dtype(self.tc.dtype, self.env.device)
+        peaks = None
+        if self.env.device == "cpu" and (self.tc.dtype == "auto" or not self.tc.peak_flops):
+            from lmforge.train.resources import cpu_has_native_bf16, cpu_matmul_peaks, choose_cpu_dtype
+
+            peaks = cpu_matmul_peaks()
+            if self.tc.dtype == "auto":
+                # Every rank must train in the same dtype: rank 0's measurement decides.
+                name, why = broadcast_object(choose_cpu_dtype(peaks, cpu_has_native_bf16()), self.env)
+                amp = torch.bfloat16 if name == "bfloat16" else None
+        name = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[amp]
+        self.log(f"[train] dtype {self.tc.dtype} -> {name}" + (" autocast" if amp else "") + f": {why}")
+        if self.tc.peak_flops or peaks is None:
+            peak = peak_flops(self.tc.peak_flops, self.env.device)
+        else:
+            peak = peaks["bfloat16" if amp == torch.bfloat16 else "float32"]
+            self.log(f"[train] MFU against this machine's measured {name} matmul peak, "
+                     f"{peak / 1e9:,.0f} GFLOP/s per process" + (" (cached)" if peaks.get("cached") else ""))
+        return amp, peak * self.env.world_size
+
+    def _check_memory(self) -> None:
+        """Refuse, before the first step, a batch whose estimated memory cannot fit (with a fix)."""
+        import torch
+
+        from lmforge.model.gpt import GPT
+        from lmforge.train.resources import check_step_fits
+
+        with torch.device("meta"):
+            n_params = GPT(self.model_cfg).num_params()
+        check_step_fits(self.model_cfg, n_params, self.tc, self.env.device, self.amp_dtype is not None,
+                        self.env.world_size)
+
+    def _resume(self) -> None:
+        from lmforge.train.checkpoint import (check_shape, latest_checkpoint, load_trainer_state, load_weights,
+                                              remove_stale_temporaries)
+
+        if self.env.is_main:
+            for stale in remove_stale_temporaries(self.rd.checkpoints):
+                self.log(f"[train] removed {stale}, a checkpoint a stopped run left half-written")
         path = latest_checkpoint(self.rd.checkpoints)
         if path is None:
             self._truncate_metrics()  # a fresh start: lines of an earlier, deleted run would mislead
@@ -185,10 +226,10 @@ class Trainer:
         import torch
 
         from lmforge.train.dist import all_reduce_mean
-        from lmforge.train.optim import lr_at, set_lr
+        from lmforge.train.optim import lr_factor, set_lr
 
-        lr = lr_at(self.step, self.tc)
-        set_lr(self.optimizer, lr)
+        factor = lr_factor(self.step, self.tc)
+        set_lr(self.optimizer, factor)
         total = torch.zeros((), device=self.env.device)
         for micro in range(self.tc.grad_accum):
             batch = self.loader.next_batch()
@@ -205,11 +246,25 @@ class Trainer:
             self.scaler.scale(loss).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf))
+        loss = all_reduce_mean(total, self.env).item()
+        # Stop before a non-finite loss or gradient reaches the weights (fp16's scaler skips such steps itself).
+        if not math.isfinite(loss) or not (math.isfinite(grad_norm) or self.scaler.is_enabled()):
+            self._stop_non_finite(loss, grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return all_reduce_mean(total, self.env).item(), float(grad_norm), lr
+        return loss, grad_norm, self.tc.lr * factor
+
+    def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
+        from lmforge.train.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(self.rd.checkpoints)
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; the last good checkpoint "
+                           f"is {last or 'none (nothing saved yet)'}; lower train.lr (now {self.tc.lr:g}"
+                           + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
+                           + ") or set train.grad_clip, then rerun (it resumes from that checkpoint)")
 
     def _autocast(self):
         import torch
@@ -294,16 +349,14 @@ class Trainer:
 
 
 def _amp_dtype(setting: str, device: str):
-    """bf16 autocast on a GPU that has it (auto), or the dtype asked for; None = plain float32."""
+    """(autocast dtype or None for float32, why). ``auto`` on a CPU is decided by the caller (measured)."""
     import torch
 
-    if setting == "float32":
-        return None
-    if setting == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+    if setting != "auto":
+        return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[setting], "as configured"
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16, "a GPU with bf16"
+    return None, f"no bf16 autocast on {device}"
 
 
 def _fingerprint(path) -> str:
