@@ -73,11 +73,14 @@ class OptimizerSet:
                                f" optimizer, this run uses {', '.join(sorted(self.optimizers))} (train.optimizer "
                                "changed?); restore the setting or start a new run")
         for name, opt in self.optimizers.items():
+            peaks = [g["initial_lr"] for g in opt.param_groups]  # this run's settings, not the checkpoint's
             try:
                 opt.load_state_dict(state[name])
             except (ValueError, KeyError) as e:
                 raise LmforgeError(f"the checkpoint's {name} state does not fit this model's parameters ({e}); "
                                    "restore the [model]/[train] settings or start a new run") from None
+            for group, peak in zip(opt.param_groups, peaks):
+                group["initial_lr"] = peak
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) -> OptimizerSet:
