@@ -38,17 +38,21 @@ def mlp_hidden_size(cfg: ModelConfig) -> int:
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of shape (length, head_dim), frequencies repeated for the two halves (HF layout)."""
+    """cos/sin tables of shape (length, head_dim // 2): one frequency per pair (x_i, x_{i + head_dim/2})."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) by position: x * cos + rotate_half(x) * sin, rotate_half(a, b) = (-b, a)."""
+    """Rotate (B, H, T, D) by position, HF's rotate-half layout: (a, b) -> (a cos - b sin, b cos + a sin).
+
+    The same as HF's ``x * cos + rotate_half(x) * sin`` with its tables repeated over both halves,
+    in half the elementwise traffic (no negated copy, no full-width products).
+    """
     a, b = x.chunk(2, dim=-1)
-    return (x * cos + torch.cat([-b, a], dim=-1) * sin).to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
 
 class RMSNorm(nn.Module):
