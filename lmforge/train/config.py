@@ -59,6 +59,9 @@ class TrainConfig:
     """torch CPU threads (0 = torch's default)."""
     peak_flops: float = 0.0
     """Peak FLOP/s of one process, for the MFU column (0 = a table of GPUs, or ~100 GFLOP/s per CPU thread)."""
+    init_from: str = ""
+    """Start from these weights: a Hugging Face Llama folder (with tokenizer.json) or another run's
+    checkpoint; the model shape comes from it (seq_len from [model]). Ignored once this run has a checkpoint."""
     mixture: dict[str, float] = field(default_factory=dict)
     """Sampling weight per source; empty weighs sources by their token counts."""
     epochs: dict[str, float] = field(default_factory=dict)

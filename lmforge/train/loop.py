@@ -78,10 +78,13 @@ class Trainer:
         self.tokens_id = _fingerprint(rd.tokens / "manifest.json")
         self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
         self.model_cfg = resolve_model_config(cfg, manifest)
+        initial = self._initial_model(manifest)
+        if initial is not None:
+            self.model_cfg = initial.config
         self.amp_dtype, self.peak = self._choose_dtype_and_peak()
         self._check_memory()
         torch.manual_seed(cfg.seed)
-        self.model = GPT(self.model_cfg).to(env.device)
+        self.model = (initial if initial is not None else GPT(self.model_cfg)).to(env.device)
         self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
         seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
         self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
@@ -96,6 +99,25 @@ class Trainer:
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
 
     # ------------------------------------------------------------------ setup
+
+    def _initial_model(self, manifest: dict):
+        """The model of ``train.init_from`` on a fresh start (None without it, or when resuming)."""
+        from lmforge.model.config import ModelConfig
+        from lmforge.train.checkpoint import latest_checkpoint, read_model_json
+
+        if not self.tc.init_from:
+            return None
+        latest = latest_checkpoint(self.rd.checkpoints)
+        if latest is not None:  # resuming: the shape is the one this run started with
+            self.model_cfg = ModelConfig(**read_model_json(latest)["model"])
+            return None
+        from lmforge.train.init import load_initial_model
+
+        model = load_initial_model(self.tc.init_from, self.rd, manifest, self.cfg.model.seq_len)
+        shape = {k: v for k, v in vars(model.config).items() if k != "seq_len"}
+        self.log(f"[train] starting from {self.tc.init_from}: model shape from it ({shape}), [model] ignored "
+                 "except seq_len")
+        return model
 
     def _choose_dtype_and_peak(self):
         """The autocast dtype (None = float32) and the peak FLOP/s of all processes, logged with why."""
