@@ -85,6 +85,11 @@ class Trainer:
         self._check_memory()
         torch.manual_seed(cfg.seed)
         self.model = (initial if initial is not None else GPT(self.model_cfg)).to(env.device)
+        self.fsdp = env.world_size > 1 and self.tc.parallel == "fsdp"
+        if self.fsdp:
+            from lmforge.train.fsdp import shard_model
+
+            shard_model(self.model)  # before the optimizer, which must hold the sharded parameters
         self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
         seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
         self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
@@ -170,8 +175,14 @@ class Trainer:
             return
         saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
         check_shape(path, saved["model"], self.model_cfg)
-        load_weights(path, self.model)
-        state = load_trainer_state(path, self.optimizer)
+        if self.fsdp:
+            from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
+
+            load_full_weights(self.model, path)
+            state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
+        else:
+            load_weights(path, self.model)
+            state = load_trainer_state(path, self.optimizer)
         if state.get("tokens_id", self.tokens_id) != self.tokens_id:
             raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was rebuilt "
                                f"since); to train afresh on the new tokens delete {self.rd.checkpoints}")
@@ -193,7 +204,7 @@ class Trainer:
 
         if self.tc.compile:
             model = torch.compile(model)
-        if self.env.world_size > 1:
+        if self.env.world_size > 1 and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.env.local_rank] if self.env.device_type == "cuda" else None
@@ -260,15 +271,20 @@ class Trainer:
                 return None
             x, y = (torch.from_numpy(a).to(self.env.device, non_blocking=True) for a in batch)
             last = micro == self.tc.grad_accum - 1
-            # DDP: all-reduce gradients only on the last micro-batch.
-            sync = contextlib.nullcontext() if last or self.env.world_size == 1 else self.forward_model.no_sync()
+            # DDP and FSDP: reduce gradients only on the last micro-batch.
+            sync = contextlib.nullcontext()
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            elif not last and self.env.world_size > 1:
+                sync = self.forward_model.no_sync()
             with sync, self._autocast():
                 _, loss = self.forward_model(x, y)
                 loss = loss / self.tc.grad_accum
             self.scaler.scale(loss).backward()
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf))
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
         loss = all_reduce_mean(total, self.env).item()
         # Stop before a non-finite loss or gradient reaches the weights (fp16's scaler skips such steps itself).
         if not math.isfinite(loss) or not (math.isfinite(grad_norm) or self.scaler.is_enabled()):
@@ -307,9 +323,14 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(3, device=self.env.device, dtype=torch.float64)  # nats, nats w/o BOS, tokens
         with torch.no_grad(), self._autocast():
-            for i in range(self.env.rank, len(self.val), self.env.world_size):
-                x, y = (torch.from_numpy(a).to(self.env.device) for a in self.val[i])
+            # FSDP: every rank must run every forward (they gather weights together); a rank past
+            # the end runs batch 0 and counts nothing.
+            end = -(-len(self.val) // self.env.world_size) * self.env.world_size if self.fsdp else len(self.val)
+            for i in range(self.env.rank, end, self.env.world_size):
+                x, y = (torch.from_numpy(a).to(self.env.device) for a in self.val[i % len(self.val)])
                 logits, _ = self.model(x)
+                if i >= len(self.val):
+                    continue
                 nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
                 sums += torch.stack([nats.sum(), nats[y.flatten() != self.bos_id].sum(),
                                      torch.tensor(float(y.numel()), device=nats.device)]).double()
@@ -347,9 +368,14 @@ class Trainer:
     def _save(self) -> None:
         from lmforge.train.checkpoint import save_checkpoint
 
+        model, optimizer = self.model, self.optimizer
+        if self.fsdp:  # gather the full weights and optimizer state for rank 0 (every rank takes part)
+            from lmforge.train.fsdp import gather_for_checkpoint
+
+            model, optimizer = gather_for_checkpoint(self.model, self.optimizer)
         if self.env.is_main:
             state = {"tokens": self.tokens_seen, "tokens_id": self.tokens_id, "data": self.loader.state()}
-            path = save_checkpoint(self.rd.checkpoints, self.model, self.optimizer, self.step, self.rd.tokenizer,
+            path = save_checkpoint(self.rd.checkpoints, model, optimizer, self.step, self.rd.tokenizer,
                                    state, self.tc.keep_checkpoints)
             self.log(f"[train] saved {path}")
         self._saved_step = self.step

@@ -160,3 +160,33 @@ def test_bad_model_settings_are_config_errors(tmp_path, model, match):
 
     with pytest.raises(ConfigError, match=match):
         config_from_dict({"model": model})
+
+
+def _fsdp_worker(rank, world, port, root, steps):
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    from lmforge.rundir import RunDir
+
+    torch.set_num_threads(1)
+    train(tiny_config(root, max_steps=steps, batch_size=2, checkpoint_every=2, eval_batches=3, parallel="fsdp",
+                      **MUON), RunDir(root), log=quiet)
+
+
+def test_fsdp_two_processes_match_one_process_and_resume(tmp_path):
+    """FSDP2 (fully_shard) on gloo: sharded Muon + AdamW give one process's losses; its checkpoints resume."""
+    import torch.multiprocessing as mp
+
+    single = make_token_run(tmp_path / "single", {"a": 6000, "b": 3000})
+    train(tiny_config(single.root, max_steps=4, batch_size=4, checkpoint_every=2, eval_batches=3, **MUON), single,
+          log=quiet)
+    sharded = make_token_run(tmp_path / "fsdp", {"a": 6000, "b": 3000})
+    mp.spawn(_fsdp_worker, args=(2, _free_port(), sharded.root, 2), nprocs=2, join=True)
+    assert latest_checkpoint(sharded.checkpoints).name == "step_2"
+    mp.spawn(_fsdp_worker, args=(2, _free_port(), sharded.root, 4), nprocs=2, join=True)  # resumes at 2
+    a, b = losses(single), losses(sharded)
+    assert len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 2e-4, (a, b)
+    from safetensors.torch import load_file
+
+    wa = load_file(str(latest_checkpoint(single.checkpoints) / "model.safetensors"))
+    wb = load_file(str(latest_checkpoint(sharded.checkpoints) / "model.safetensors"))
+    assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 2e-3
