@@ -14,7 +14,10 @@ PARALLEL = ("ddp", "fsdp")
 class TrainConfig:
     """``[train]``: next-token prediction with Muon + AdamW (or AdamW alone), warmup then WSD or cosine."""
 
-    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({"log_every", "threads", "peak_flops"})
+    # Settings that change how fast, not what: outside the stage fingerprint. dtype, optimizer,
+    # parallel and init_from change the numbers, so they are in it.
+    NOT_IN_FINGERPRINT: ClassVar[frozenset[str]] = frozenset({
+        "threads", "log_every", "checkpoint_every", "keep_checkpoints", "device", "compile", "peak_flops"})
 
     max_steps: int = 200
     batch_size: int = 16
