@@ -54,7 +54,12 @@ def main() -> None:
     else:
         model = GPT(ModelConfig(n_layer=4, n_head=4, n_embd=256, seq_len=256, vocab_size=4096))
     model.eval()
-    hf = to_hf(model)
+    from lmforge.errors import LmforgeError
+
+    try:
+        hf = to_hf(model)
+    except LmforgeError as e:
+        raise SystemExit(f"cannot compare with transformers: {e}")
     hf.generation_config.pad_token_id = 0
     vocab = model.config.vocab_size
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {model.num_params():,} parameters, "
