@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+HASH   := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+STAMP  := $(VENV)/.installed-$(HASH)
+# The demo needs the package alone; tests and benches also need the dev extras (transformers, ray, ...).
+DEMO_STAMP := $(VENV)/.installed-demo-$(HASH)
 # torch is pinned here (the package accepts a range) so that the dev/CI path takes the CPU build.
 TORCH  := torch==2.13.0
 
@@ -15,7 +18,12 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,serve]'
-	rm -f $(VENV)/.installed-* && touch $@
+	rm -f $(VENV)/.installed-* && touch $@ $(DEMO_STAMP)
+
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[serve]'
+	rm -f $(VENV)/.installed-demo-* && touch $@
 
 install: $(STAMP)
 
@@ -26,7 +34,7 @@ python3-doc:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-doc; \
 	else echo "python3-doc is missing; install it with:  sudo apt-get install python3-doc"; exit 1; fi
 
-demo: install python3-doc
+demo: $(DEMO_STAMP) python3-doc
 	$(BIN)/lmforge run configs/demo.toml
 	@echo ""
 	@echo "See every stage in the browser:  $(BIN)/lmforge serve runs/demo   (then open http://127.0.0.1:8600/)"
@@ -39,7 +47,7 @@ korean-help:
 		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download libreoffice-help-ko) && \
 		mkdir -p $(KO_HELP) && dpkg -x $$tmp/libreoffice-help-ko_*.deb $(KO_HELP) && rm -rf $$tmp; fi
 
-demo-ko: install python3-doc korean-help
+demo-ko: $(DEMO_STAMP) python3-doc korean-help
 	$(BIN)/lmforge run configs/demo-ko.toml
 
 test: install python3-doc

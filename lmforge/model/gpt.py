@@ -3,6 +3,10 @@
 token embedding -> n_layer x [RMSNorm -> attention (RoPE, grouped-query) -> + ; RMSNorm -> SwiGLU MLP -> +]
 -> RMSNorm -> lm_head. No biases anywhere (as in Llama and PaLM).
 
+Options of ``[model]`` from the small-model speedruns (modded-nanogpt, nanochat), each off by default
+unless the recipe bench showed it helps: QK-norm, a ReLU² MLP, an untied head, zero-initialised
+output projections, logit soft-capping. With all off the model is exactly a Llama.
+
 Module names follow Hugging Face's ``LlamaForCausalLM`` so the weights export and import by name
 (:func:`to_hf`, :func:`from_hf`), and RoPE uses HF's "rotate half" layout (the two halves of a head
 are the real and imaginary parts), so no permutation is needed either way.
@@ -23,28 +27,32 @@ RMS_EPS = 1e-6  # HF LlamaConfig's default rms_norm_eps, so exported models matc
 
 
 def mlp_hidden_size(cfg: ModelConfig) -> int:
-    """SwiGLU width: 2/3 of mlp_ratio * n_embd, rounded up to a multiple of 32.
+    """MLP width: for SwiGLU 2/3 of mlp_ratio * n_embd, for ReLU² mlp_ratio * n_embd; rounded up to 32.
 
     SwiGLU has three matrices instead of two; the 2/3 keeps the parameter count of a GELU MLP of
     width mlp_ratio * n_embd (Shazeer 2020, "GLU Variants Improve Transformer", which also finds it
     gives a lower perplexity at equal size; Llama does the same).
     """
-    hidden = int(2 * cfg.mlp_ratio * cfg.n_embd / 3)
+    hidden = int(cfg.mlp_ratio * cfg.n_embd * (2 / 3 if cfg.mlp == "swiglu" else 1))
     return (hidden + 31) // 32 * 32
 
 
 def rope_tables(head_dim: int, length: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos/sin tables of shape (length, head_dim), frequencies repeated for the two halves (HF layout)."""
+    """cos/sin tables of shape (length, head_dim // 2): one frequency per pair (x_i, x_{i + head_dim/2})."""
     inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
     angles = torch.outer(torch.arange(length, dtype=torch.float32), inv_freq)
-    angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate (B, H, T, D) by position: x * cos + rotate_half(x) * sin, rotate_half(a, b) = (-b, a)."""
+    """Rotate (B, H, T, D) by position, HF's rotate-half layout: (a, b) -> (a cos - b sin, b cos + a sin).
+
+    The same as HF's ``x * cos + rotate_half(x) * sin`` with its tables repeated over both halves,
+    in half the elementwise traffic (no negated copy, no full-width products).
+    """
     a, b = x.chunk(2, dim=-1)
-    return (x * cos + torch.cat([-b, a], dim=-1) * sin).to(x.dtype)
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    return torch.cat([a * cos - b * sin, b * cos + a * sin], dim=-1)
 
 
 class RMSNorm(nn.Module):
@@ -87,12 +95,17 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.n_embd, self.n_kv_head * self.head_dim, bias=False)
         self.o_proj = nn.Linear(self.n_head * self.head_dim, cfg.n_embd, bias=False)
+        if cfg.qk_norm:  # the names of HF's Qwen3 attention, which has the same norms
+            self.q_norm, self.k_norm = RMSNorm(self.head_dim), RMSNorm(self.head_dim)
+        self.qk_norm = cfg.qk_norm
 
     def forward(self, x, cos, sin, kv_cache: KVCache | None = None, start_pos: int = 0):
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, start_pos, k, v)
@@ -112,16 +125,20 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
-    """SwiGLU: down(silu(gate(x)) * up(x))."""
+    """SwiGLU: down(silu(gate(x)) * up(x)); or ReLU²: down(relu(up(x))^2), two matrices, no gate."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         hidden = mlp_hidden_size(cfg)
-        self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
+        self.relu2 = cfg.mlp == "relu2"
+        if not self.relu2:
+            self.gate_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.up_proj = nn.Linear(cfg.n_embd, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, cfg.n_embd, bias=False)
 
     def forward(self, x):
+        if self.relu2:
+            return self.down_proj(F.relu(self.up_proj(x)).square())
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -156,9 +173,13 @@ class GPT(nn.Module):
         self.apply(self._init_weights)
         # GPT-2's residual scaling: each block adds two outputs to the residual stream, so their
         # projections start 1/sqrt(2 * n_layer) smaller to keep its variance flat in depth.
+        # zero_init_proj: they start at zero instead, every block the identity (modded-nanogpt, nanochat).
         for name, p in self.named_parameters():
             if name.endswith(("o_proj.weight", "down_proj.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
+                if cfg.zero_init_proj:
+                    nn.init.zeros_(p)
+                else:
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * cfg.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -180,6 +201,9 @@ class GPT(nn.Module):
         for block in self.layers:
             x = block(x, cos, sin, kv_cache, start_pos)
         logits = self.lm_head(self.norm(x))
+        if self.config.logit_softcap:
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits.float() / cap)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets.reshape(-1), ignore_index=-1)
@@ -220,7 +244,17 @@ def _transformers():
 
 
 def hf_config(cfg: ModelConfig, bos_id: int | None = None):
-    """The ``transformers.LlamaConfig`` of the same shape (built locally, nothing downloaded)."""
+    """The ``transformers.LlamaConfig`` of the same shape (built locally, nothing downloaded).
+
+    Raises LmforgeError naming the options a Llama cannot express (a ReLU² MLP, QK-norm, soft-capping).
+    """
+    unsupported = cfg.non_llama_options()
+    if unsupported:
+        from lmforge.errors import LmforgeError
+
+        raise LmforgeError(f"this model uses {', '.join(unsupported)}, which Hugging Face's LlamaForCausalLM "
+                           "cannot express; export-hf needs a model trained without "
+                           f"{'it' if len(unsupported) == 1 else 'them'} (set it back in [model] and retrain)")
     LlamaConfig = _transformers().LlamaConfig
 
     return LlamaConfig(

@@ -47,6 +47,28 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
     return final
 
 
+def remove_stale_temporaries(ckpt_dir: Path) -> list[Path]:
+    """Delete ``.step_N.<pid>.tmp`` folders whose writer is no longer running; return them."""
+    removed = []
+    for tmp in Path(ckpt_dir).glob(".step_*.tmp"):
+        pid = tmp.name.split(".")[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        shutil.rmtree(tmp, ignore_errors=True)
+        removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _prune(ckpt_dir: Path, keep: int) -> None:
     if keep < 1:
         return
@@ -83,8 +105,10 @@ def read_model_json(path: Path) -> dict:
 
 def check_shape(path: Path, saved: dict, cfg: ModelConfig) -> None:
     """Raise when the checkpoint's model shape differs from the configured one."""
-    keys = ("n_layer", "n_head", "n_kv_head", "n_embd", "vocab_size", "mlp_ratio", "tie_embeddings")
+    keys = ("n_layer", "n_head", "n_kv_head", "n_embd", "vocab_size", "mlp_ratio", "tie_embeddings",
+            "mlp", "qk_norm", "logit_softcap")
     mine = asdict(cfg)
+    saved = {**asdict(ModelConfig()), **saved}  # a checkpoint from before an option existed had it off
     if any(saved.get(k) != mine[k] for k in keys):
         fmt = lambda d: ", ".join(f"{k}={d.get(k)}" for k in keys)  # noqa: E731
         raise LmforgeError(f"{path}: checkpoint model shape ({fmt(saved)}) differs from the config's "

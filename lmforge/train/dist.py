@@ -12,9 +12,6 @@ GPU_PEAK_FLOPS = {
     "H200": 989e12, "H100": 989e12, "A100": 312e12, "A10": 125e12, "L40": 181e12, "L4": 121e12,
     "4090": 165e12, "3090": 71e12, "V100": 125e12, "T4": 65e12,
 }
-# A rough fp32 figure for one CPU core: 2 FMA units x 8 AVX2 lanes x 2 FLOPs x ~3 GHz ~ 100 GFLOP/s;
-# twice that with AVX-512's 16 lanes.
-CPU_CORE_PEAK_FLOPS = 100e9
 
 
 @dataclass
@@ -85,8 +82,22 @@ def all_reduce_mean(value: torch.Tensor, env: DistEnv) -> torch.Tensor:
     return value
 
 
-def peak_flops(configured: float, device: str, threads: int) -> float:
-    """Peak FLOP/s of one process for MFU: the configured value, else a table entry or a CPU estimate."""
+def broadcast_object(obj, env: DistEnv):
+    """Rank 0's ``obj`` on every rank (a decision all processes must share)."""
+    if env.world_size < 2:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def peak_flops(configured: float, device: str) -> float:
+    """Peak FLOP/s of one process for MFU: the configured value, else a table entry for GPUs (0 = unknown).
+
+    On a CPU the trainer measures the peak instead (lmforge.train.resources.cpu_matmul_peaks).
+    """
     if configured > 0:
         return configured
     if device.startswith("cuda"):
@@ -94,17 +105,4 @@ def peak_flops(configured: float, device: str, threads: int) -> float:
         for key, flops in GPU_PEAK_FLOPS.items():
             if key in name:
                 return flops
-        return 0.0  # unknown GPU: MFU not shown; set train.peak_flops
-    if device == "cpu":
-        return cpu_core_peak_flops() * (threads or torch.get_num_threads())
-    return 0.0
-
-
-def cpu_core_peak_flops() -> float:
-    """CPU_CORE_PEAK_FLOPS, doubled when /proc/cpuinfo lists AVX-512 (Linux; elsewhere the AVX2 figure)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            avx512 = any(line.startswith("flags") and " avx512f" in line for line in f)
-    except OSError:
-        avx512 = False
-    return CPU_CORE_PEAK_FLOPS * (2 if avx512 else 1)
+    return 0.0  # unknown GPU: MFU not shown; set train.peak_flops

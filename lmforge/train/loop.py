@@ -36,7 +36,12 @@ def train(cfg: RunConfig, rd: RunDir, log=print) -> dict:
         torch.set_num_threads(cfg.train.threads)
     try:
         trainer = Trainer(cfg, rd, env, say)
-        return trainer.run()
+        stats = trainer.run()
+        if env.world_size > 1:  # no rank tears the group down while another still talks to it
+            import torch.distributed as dist
+
+            dist.barrier()
+        return stats
     finally:
         close_distributed(env)
 
@@ -70,7 +75,6 @@ class Trainer:
 
         from lmforge.model.gpt import GPT
         from lmforge.train.data import TrainLoader, load_manifest, val_batches
-        from lmforge.train.dist import peak_flops
         from lmforge.train.optim import build_optimizer
 
         self.cfg, self.rd, self.env, self.log, self.tc = cfg, rd, env, log, cfg.train
@@ -79,8 +83,18 @@ class Trainer:
         self.tokens_id = _fingerprint(rd.tokens / "manifest.json")
         self.bos_id = manifest.get("bos_id", -1)  # targets equal to it carry no bytes (bits per byte)
         self.model_cfg = resolve_model_config(cfg, manifest)
+        initial = self._initial_model(manifest)
+        if initial is not None:
+            self.model_cfg = initial.config
+        self.amp_dtype, self.peak = self._choose_dtype_and_peak()
+        self._check_memory()
         torch.manual_seed(cfg.seed)
-        self.model = GPT(self.model_cfg).to(env.device)
+        self.model = (initial if initial is not None else GPT(self.model_cfg)).to(env.device)
+        self.fsdp = env.world_size > 1 and self.tc.parallel == "fsdp"
+        if self.fsdp:
+            from lmforge.train.fsdp import shard_model
+
+            shard_model(self.model)  # before the optimizer, which must hold the sharded parameters
         self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
         seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
         self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
@@ -89,26 +103,91 @@ class Trainer:
         self.val_bytes = self._val_bytes()
         self.step, self.tokens_seen, self._saved_step = 0, 0, -1
         self._resume()
-        self.amp_dtype = _amp_dtype(self.tc.dtype, env.device)
         self.scaler = torch.amp.GradScaler(env.device_type, enabled=self.amp_dtype == torch.float16)
         self.forward_model = self._wrap(self.model)
         self.tokens_per_step = batch * seq_len * self.tc.grad_accum * env.world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
-        self.peak = peak_flops(self.tc.peak_flops, env.device, self.tc.threads) * env.world_size
 
     # ------------------------------------------------------------------ setup
 
-    def _resume(self) -> None:
-        from lmforge.train.checkpoint import check_shape, latest_checkpoint, load_trainer_state, load_weights
+    def _initial_model(self, manifest: dict):
+        """The model of ``train.init_from`` on a fresh start (None without it, or when resuming)."""
+        from lmforge.model.config import ModelConfig
+        from lmforge.train.checkpoint import latest_checkpoint, read_model_json
 
+        if not self.tc.init_from:
+            return None
+        latest = latest_checkpoint(self.rd.checkpoints)
+        if latest is not None:  # resuming: the shape is the one this run started with
+            self.model_cfg = ModelConfig(**read_model_json(latest)["model"])
+            return None
+        from lmforge.train.init import load_initial_model
+
+        model = load_initial_model(self.tc.init_from, self.rd, manifest, self.cfg.model.seq_len)
+        shape = {k: v for k, v in vars(model.config).items() if k != "seq_len"}
+        self.log(f"[train] starting from {self.tc.init_from}: model shape from it ({shape}), [model] ignored "
+                 "except seq_len")
+        return model
+
+    def _choose_dtype_and_peak(self):
+        """The autocast dtype (None = float32) and the peak FLOP/s of all processes, logged with why."""
+        import torch
+
+        from lmforge.train.dist import broadcast_object, peak_flops
+
+        amp, why = _amp_dtype(self.tc.dtype, self.env.device)
+        peaks = None
+        if self.env.device == "cpu" and (self.tc.dtype == "auto" or not self.tc.peak_flops):
+            from lmforge.train.resources import cpu_has_native_bf16, cpu_matmul_peaks, choose_cpu_dtype
+
+            peaks = cpu_matmul_peaks()
+            if self.tc.dtype == "auto":
+                # Every rank must train in the same dtype: rank 0's measurement decides.
+                name, why = broadcast_object(choose_cpu_dtype(peaks, cpu_has_native_bf16()), self.env)
+                amp = torch.bfloat16 if name == "bfloat16" else None
+        name = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[amp]
+        self.log(f"[train] dtype {self.tc.dtype} -> {name}" + (" autocast" if amp else "") + f": {why}")
+        if self.tc.peak_flops or peaks is None:
+            peak = peak_flops(self.tc.peak_flops, self.env.device)
+        else:
+            peak = peaks["bfloat16" if amp == torch.bfloat16 else "float32"]
+            self.log(f"[train] MFU against this machine's measured {name} matmul peak, "
+                     f"{peak / 1e9:,.0f} GFLOP/s per process" + (" (cached)" if peaks.get("cached") else ""))
+        return amp, peak * self.env.world_size
+
+    def _check_memory(self) -> None:
+        """Refuse, before the first step, a batch whose estimated memory cannot fit (with a fix)."""
+        import torch
+
+        from lmforge.model.gpt import GPT
+        from lmforge.train.resources import check_step_fits
+
+        with torch.device("meta"):
+            n_params = GPT(self.model_cfg).num_params()
+        check_step_fits(self.model_cfg, n_params, self.tc, self.env.device, self.amp_dtype is not None,
+                        self.env.world_size)
+
+    def _resume(self) -> None:
+        from lmforge.train.checkpoint import (check_shape, latest_checkpoint, load_trainer_state, load_weights,
+                                              remove_stale_temporaries)
+
+        if self.env.is_main:
+            for stale in remove_stale_temporaries(self.rd.checkpoints):
+                self.log(f"[train] removed {stale}, a checkpoint a stopped run left half-written")
         path = latest_checkpoint(self.rd.checkpoints)
         if path is None:
             self._truncate_metrics()  # a fresh start: lines of an earlier, deleted run would mislead
             return
         saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
         check_shape(path, saved["model"], self.model_cfg)
-        load_weights(path, self.model)
-        state = load_trainer_state(path, self.optimizer)
+        if self.fsdp:
+            from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
+
+            load_full_weights(self.model, path)
+            state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
+        else:
+            load_weights(path, self.model)
+            state = load_trainer_state(path, self.optimizer)
         if state.get("tokens_id", self.tokens_id) != self.tokens_id:
             raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was rebuilt "
                                f"since); to train afresh on the new tokens delete {self.rd.checkpoints}")
@@ -130,7 +209,7 @@ class Trainer:
 
         if self.tc.compile:
             model = torch.compile(model)
-        if self.env.world_size > 1:
+        if self.env.world_size > 1 and not self.fsdp:
             from torch.nn.parallel import DistributedDataParallel as DDP
 
             ids = [self.env.local_rank] if self.env.device_type == "cuda" else None
@@ -185,10 +264,10 @@ class Trainer:
         import torch
 
         from lmforge.train.dist import all_reduce_mean
-        from lmforge.train.optim import lr_at, set_lr
+        from lmforge.train.optim import lr_factor, set_lr
 
-        lr = lr_at(self.step, self.tc)
-        set_lr(self.optimizer, lr)
+        factor = lr_factor(self.step, self.tc)
+        set_lr(self.optimizer, factor)
         total = torch.zeros((), device=self.env.device)
         for micro in range(self.tc.grad_accum):
             batch = self.loader.next_batch()
@@ -197,8 +276,12 @@ class Trainer:
                 return None
             x, y = (torch.from_numpy(a).to(self.env.device, non_blocking=True) for a in batch)
             last = micro == self.tc.grad_accum - 1
-            # DDP: all-reduce gradients only on the last micro-batch.
-            sync = contextlib.nullcontext() if last or self.env.world_size == 1 else self.forward_model.no_sync()
+            # DDP and FSDP: reduce gradients only on the last micro-batch.
+            sync = contextlib.nullcontext()
+            if self.fsdp:
+                self.model.set_requires_gradient_sync(last)
+            elif not last and self.env.world_size > 1:
+                sync = self.forward_model.no_sync()
             with sync, self._autocast():
                 _, loss = self.forward_model(x, y)
                 loss = loss / self.tc.grad_accum
@@ -206,10 +289,25 @@ class Trainer:
             total += loss.detach()
         self.scaler.unscale_(self.optimizer)
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tc.grad_clip or math.inf)
+        grad_norm = float(grad_norm.full_tensor() if hasattr(grad_norm, "full_tensor") else grad_norm)
+        loss = all_reduce_mean(total, self.env).item()
+        # Stop before a non-finite loss or gradient reaches the weights (fp16's scaler skips such steps itself).
+        if not math.isfinite(loss) or not (math.isfinite(grad_norm) or self.scaler.is_enabled()):
+            self._stop_non_finite(loss, grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        return all_reduce_mean(total, self.env).item(), float(grad_norm), lr
+        return loss, grad_norm, self.tc.lr * factor
+
+    def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
+        from lmforge.train.checkpoint import latest_checkpoint
+
+        last = latest_checkpoint(self.rd.checkpoints)
+        what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; the last good checkpoint "
+                           f"is {last or 'none (nothing saved yet)'}; lower train.lr (now {self.tc.lr:g}"
+                           + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
+                           + ") or set train.grad_clip, then rerun (it resumes from that checkpoint)")
 
     def _autocast(self):
         import torch
@@ -230,9 +328,14 @@ class Trainer:
         self.model.eval()
         sums = torch.zeros(3, device=self.env.device, dtype=torch.float64)  # nats, nats w/o BOS, tokens
         with torch.no_grad(), self._autocast():
-            for i in range(self.env.rank, len(self.val), self.env.world_size):
-                x, y = (torch.from_numpy(a).to(self.env.device) for a in self.val[i])
+            # FSDP: every rank must run every forward (they gather weights together); a rank past
+            # the end runs batch 0 and counts nothing.
+            end = -(-len(self.val) // self.env.world_size) * self.env.world_size if self.fsdp else len(self.val)
+            for i in range(self.env.rank, end, self.env.world_size):
+                x, y = (torch.from_numpy(a).to(self.env.device) for a in self.val[i % len(self.val)])
                 logits, _ = self.model(x)
+                if i >= len(self.val):
+                    continue
                 nats = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
                 sums += torch.stack([nats.sum(), nats[y.flatten() != self.bos_id].sum(),
                                      torch.tensor(float(y.numel()), device=nats.device)]).double()
@@ -270,9 +373,14 @@ class Trainer:
     def _save(self) -> None:
         from lmforge.train.checkpoint import save_checkpoint
 
+        model, optimizer = self.model, self.optimizer
+        if self.fsdp:  # gather the full weights and optimizer state for rank 0 (every rank takes part)
+            from lmforge.train.fsdp import gather_for_checkpoint
+
+            model, optimizer = gather_for_checkpoint(self.model, self.optimizer)
         if self.env.is_main:
             state = {"tokens": self.tokens_seen, "tokens_id": self.tokens_id, "data": self.loader.state()}
-            path = save_checkpoint(self.rd.checkpoints, self.model, self.optimizer, self.step, self.rd.tokenizer,
+            path = save_checkpoint(self.rd.checkpoints, model, optimizer, self.step, self.rd.tokenizer,
                                    state, self.tc.keep_checkpoints)
             self.log(f"[train] saved {path}")
         self._saved_step = self.step
@@ -294,16 +402,14 @@ class Trainer:
 
 
 def _amp_dtype(setting: str, device: str):
-    """bf16 autocast on a GPU that has it (auto), or the dtype asked for; None = plain float32."""
+    """(autocast dtype or None for float32, why). ``auto`` on a CPU is decided by the caller (measured)."""
     import torch
 
-    if setting == "float32":
-        return None
-    if setting == "auto":
-        if device.startswith("cuda") and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return {"bfloat16": torch.bfloat16, "float16": torch.float16}[setting]
+    if setting != "auto":
+        return {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}[setting], "as configured"
+    if device.startswith("cuda") and torch.cuda.is_bf16_supported():
+        return torch.bfloat16, "a GPU with bf16"
+    return None, f"no bf16 autocast on {device}"
 
 
 def _fingerprint(path) -> str:

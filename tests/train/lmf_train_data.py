@@ -51,6 +51,7 @@ def tiny_config(root, **train) -> "RunConfig":  # noqa: F821
     data = {"name": root.name, "runs_dir": str(root.parent), "seed": 7,
             "model": {"n_layer": 2, "n_head": 2, "n_embd": 32, "seq_len": 32},
             "train": {"max_steps": 6, "batch_size": 4, "lr": 1e-2, "warmup_steps": 2, "eval_every": 0,
-                      "eval_batches": 2, "device": "cpu", "log_every": 1, **train}}
+                      "eval_batches": 2, "device": "cpu", "log_every": 1, "dtype": "float32",
+                      "optimizer": "adamw", "schedule": "cosine", **train}}
     return config_from_dict(data)
 

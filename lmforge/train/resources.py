@@ -1,0 +1,185 @@
+"""What this machine can do: free memory against a step's estimated need, matmul peaks, bf16 or not.
+
+The matmul peaks (float32 and bfloat16, FLOP/s of one process with its threads) are measured once
+per machine, thread count and torch version and cached in ``~/.cache/lmforge/matmul_peak.json``
+(``$XDG_CACHE_HOME`` respected): they are the denominator of the MFU column on a CPU and decide
+``dtype = "auto"`` there.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from pathlib import Path
+
+from lmforge.errors import LmforgeError
+
+PEAK_MATMUL_SIZE = 1024  # big enough to reach the BLAS kernels' plateau, ~0.3 s per dtype on 2 cores
+BF16_MIN_SPEEDUP = 1.2  # bf16 must beat float32 clearly to be worth its coarser rounding
+
+
+# ---------------------------------------------------------------- memory
+
+def step_memory_bytes(model_cfg, n_params: int, batch: int, optimizer: str, amp: bool) -> int:
+    """Estimated peak bytes of one training step: weights, grads, optimizer state, activations.
+
+    Weights and grads are float32 (4 + 4 bytes a parameter); AdamW keeps two moments (8 bytes),
+    Muon one momentum (about 4 on its share). Activations per token and layer: the block's
+    inputs and outputs kept for backward, about 16 * n_embd values plus 3 * mlp width (SwiGLU's
+    gate, up and product; Korthikanti et al. 2022 count 34 * h bytes per token for a GPT layer
+    in 16-bit); the logits cost about 16 bytes per token and vocabulary entry (logits, their
+    float32 copy, softmax and gradient). Attention itself is flash-style (no T x T matrix) in SDPA.
+    """
+    from lmforge.model.gpt import mlp_hidden_size
+
+    tokens = batch * model_cfg.seq_len
+    value_bytes = 2 if amp else 4
+    per_layer = (16 * model_cfg.n_embd + 3 * mlp_hidden_size(model_cfg)) * value_bytes
+    activations = tokens * (model_cfg.n_layer * per_layer + 16 * model_cfg.vocab_size)
+    state = n_params * (4 + 4 + (6 if optimizer == "muon" else 8))
+    return int(activations + state)
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Free memory for this process: the GPU's free memory, or the OS's MemAvailable; None if unknown."""
+    import torch
+
+    if device.startswith("cuda"):
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    if device != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_step_fits(model_cfg, n_params: int, tc, device: str, amp: bool, world_size: int = 1) -> int:
+    """Raise LmforgeError, with the estimate and a batch_size/grad_accum that fits, when a step cannot fit.
+
+    On a CPU all processes of a node share the memory, so the need is multiplied by world_size.
+    Returns the estimate (bytes, one process).
+    """
+    need = step_memory_bytes(model_cfg, n_params, tc.batch_size, tc.optimizer, amp)
+    free = available_memory_bytes(device)
+    shared = world_size if device == "cpu" else 1
+    if free is None or need * shared <= 0.9 * free:
+        return need
+    fixed = step_memory_bytes(model_cfg, n_params, 0, tc.optimizer, amp)
+    per_seq = step_memory_bytes(model_cfg, n_params, 1, tc.optimizer, amp) - fixed
+    fits = int((0.8 * free / shared - fixed) // per_seq) if per_seq else 0
+    gib = lambda b: f"{b / 2**30:.1f} GiB"  # noqa: E731
+    if fits < 1:
+        hint = "a smaller model ([model] n_embd, n_layer, seq_len)"
+    else:
+        accum = math.ceil(tc.batch_size * tc.grad_accum / fits)
+        hint = (f"train.batch_size = {fits} with train.grad_accum = {accum} "
+                f"(the same {tc.batch_size * tc.grad_accum} sequences per step)")
+    raise LmforgeError(f"a training step needs about {gib(need * shared)} (batch_size {tc.batch_size} x seq_len "
+                       f"{model_cfg.seq_len}) but {device} has {gib(free)} free; use {hint}")
+
+
+# ---------------------------------------------------------------- matmul peaks and bf16
+
+def cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX512-BF16 or AMX (Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later)."""
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _cache_path() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "lmforge" / "matmul_peak.json"
+
+
+def _machine_key(threads: int) -> str:
+    import torch
+
+    model = next((line.split(":", 1)[1].strip() for line in _cpuinfo_lines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    return f"{model}|{threads} threads|torch {torch.__version__}"
+
+
+def _cpuinfo_lines() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return f.readlines()
+    except OSError:
+        return []
+
+
+def measure_matmul_flops(dtype, size: int = PEAK_MATMUL_SIZE, seconds: float = 0.25) -> float:
+    """FLOP/s of a square matmul of ``dtype`` on the CPU with the current torch threads (best of runs)."""
+    import torch
+
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b  # warm-up: first-call packing and thread start
+    best, spent = 0.0, 0.0
+    while spent < seconds:
+        t = time.perf_counter()
+        a @ b
+        dt = time.perf_counter() - t
+        spent += dt
+        best = max(best, 2 * size**3 / dt)
+    return best
+
+
+def cpu_matmul_peaks(threads: int | None = None) -> dict:
+    """{"float32": FLOP/s, "bfloat16": FLOP/s, "cached": bool}, measured once per machine and cached."""
+    import torch
+
+    threads = threads or torch.get_num_threads()
+    path, key = _cache_path(), _machine_key(threads)
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    if isinstance(cache.get(key), dict) and {"float32", "bfloat16"} <= set(cache[key]):
+        return {**cache[key], "cached": True}
+    peaks = {"float32": measure_matmul_flops(torch.float32), "bfloat16": measure_matmul_flops(torch.bfloat16)}
+    cache[key] = peaks
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: measured again next time, nothing else lost
+    return {**peaks, "cached": False}
+
+
+def choose_cpu_dtype(peaks: dict, native_bf16: bool) -> tuple[str, str]:
+    """("bfloat16" or "float32", why) for dtype = "auto" on a CPU."""
+    ratio = peaks["bfloat16"] / max(peaks["float32"], 1.0)
+    measured = (f"measured matmul peaks bf16 {peaks['bfloat16'] / 1e9:,.0f} vs float32 "
+                f"{peaks['float32'] / 1e9:,.0f} GFLOP/s ({ratio:.1f}x)")
+    if not native_bf16:
+        return "float32", "the CPU has no native bf16 (avx512_bf16/AMX)"
+    if ratio < BF16_MIN_SPEEDUP:
+        return "float32", f"native bf16 but not faster: {measured}"
+    return "bfloat16", f"native bf16 (avx512_bf16/AMX) and {measured}"
+
+
+def require_known_device(device: str) -> None:
+    if device.split(":")[0] not in ("cpu", "cuda", "mps"):
+        raise LmforgeError(f"train.device = {device!r} is not one of auto, cpu, cuda, cuda:N, mps")

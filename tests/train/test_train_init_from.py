@@ -1,0 +1,127 @@
+"""[train] init_from: a Hugging Face Llama folder or another run's checkpoint; tokenizer checks; round trip."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lmforge.errors import LmforgeError
+from lmforge.train.dist import DistEnv
+from lmforge.train.loop import Trainer, train
+
+from lmf_train_data import tiny_config
+
+TEXT = "The quick brown fox jumps over the lazy dog. " * 40 + "Pack my box with five dozen liquor jugs. " * 40
+
+
+def token_run_with_tokenizer(root, text=TEXT, vocab=300):
+    """A run dir whose tokens were made by a real lmforge tokenizer (so tokenizer checks mean something)."""
+    from lmforge.rundir import RunDir
+    from lmforge.tokenizer.shards import write_shard
+    from lmforge.tokenizer.tokenize import tokenizer_file_sha256
+    from lmforge.tokenizer.train import save_tokenizer_dir, train_tokenizer
+
+    rd = RunDir(root)
+    tok = train_tokenizer([text], vocab)
+    save_tokenizer_dir(tok, rd.tokenizer, hf_export=False)
+    ids = np.array([tok.bos_id, *tok.encode(text)] * 3, dtype=np.uint16)
+    manifest = {"version": 1, "vocab_size": tok.vocab_size, "bos_id": tok.bos_id, "dtype": "uint16",
+                "tokenizer_sha256": tokenizer_file_sha256(rd.tokenizer), "sources": {"t": {"train": [], "val": []}}}
+    for kind, part in (("train", ids), ("val", ids[:400])):
+        rel = f"t/{kind}_000000.bin"
+        write_shard(rd.tokens / rel, part, tok.vocab_size)
+        manifest["sources"]["t"][kind].append({"path": rel, "tokens": len(part), "documents": 1})
+    (rd.tokens / "manifest.json").write_text(json.dumps(manifest))
+    return rd, tok
+
+
+def random_hf_llama(folder, tok, **kw):
+    transformers = pytest.importorskip("transformers")
+    from lmforge.tokenizer.bpe import hf_tokenizer_json
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(**{**dict(
+        vocab_size=tok.vocab_size, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32, tie_word_embeddings=False,
+        rms_norm_eps=1e-6, rope_theta=10000.0), **kw})
+    hf = transformers.LlamaForCausalLM(config)
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.5, 1.5)  # non-trivial gains, so a dropped norm weight shows
+    hf.save_pretrained(folder)
+    (folder / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tok)))
+    return hf
+
+
+def trainer(rd, log=lambda *_: None, **train_kw):
+    cfg = tiny_config(rd.root, **train_kw)  # [model]: 2 layers, 32 wide: not the source's shape
+    return Trainer(cfg, rd, DistEnv(device="cpu"), log)
+
+
+def test_init_from_a_hf_llama_and_export_again_gives_identical_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    from lmforge.model.gpt import to_hf
+
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    source = tmp_path / "llama"
+    hf = random_hf_llama(source, tok)
+    lines = []
+    t = trainer(rd, lines.append, init_from=str(source))
+    assert t.model.config.n_embd == 64 and t.model.config.n_kv_head == 2 and not t.model.config.tie_embeddings
+    assert any("starting from" in line and "model shape from it" in line for line in lines)
+    again = tmp_path / "again"
+    to_hf(t.model).save_pretrained(again)
+    a, b = load_file(str(source / "model.safetensors")), load_file(str(again / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    idx = torch.randint(0, tok.vocab_size, (1, 32))
+    with torch.no_grad():
+        torch.testing.assert_close(t.model(idx)[0], hf(idx).logits, atol=1e-4, rtol=1e-4)
+
+
+def test_init_from_refuses_a_model_of_another_tokenizer(tmp_path):
+    from lmforge.tokenizer.bpe import hf_tokenizer_json
+    from lmforge.tokenizer.train import train_tokenizer
+
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    source = tmp_path / "llama"
+    random_hf_llama(source, tok)
+    other = train_tokenizer(["Completely different words for another vocabulary entirely. " * 50], 300)
+    (source / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(other)))
+    with pytest.raises(LmforgeError, match="tokenizer of .* differs from this run's"):
+        trainer(rd, init_from=str(source))
+    (source / "tokenizer.json").unlink()
+    with pytest.raises(LmforgeError, match="has no tokenizer.json"):
+        trainer(rd, init_from=str(source))
+    with pytest.raises(LmforgeError, match="no such folder"):
+        trainer(rd, init_from=str(tmp_path / "nowhere"))
+
+
+def test_init_from_another_runs_checkpoint_then_resume_keeps_its_shape(tmp_path):
+    from lmforge.train.checkpoint import latest_checkpoint
+    from safetensors.torch import load_file
+
+    first, _ = token_run_with_tokenizer(tmp_path / "first")
+    cfg = tiny_config(first.root, max_steps=2)
+    cfg.model.n_embd = 48
+    train(cfg, first, log=lambda *_: None)
+    second, _ = token_run_with_tokenizer(tmp_path / "second")  # the same text: the same tokenizer file
+    t = trainer(second, init_from=str(first.root))
+    assert t.model.config.n_embd == 48
+    saved = load_file(str(latest_checkpoint(first.checkpoints) / "model.safetensors"))
+    assert all(torch.equal(saved[k], v) for k, v in t.model.state_dict().items() if k in saved)
+    train(tiny_config(second.root, max_steps=2, init_from=str(first.root)), second, log=lambda *_: None)
+    train(tiny_config(second.root, max_steps=4, init_from=str(first.root)), second, log=lambda *_: None)  # resumes
+    assert latest_checkpoint(second.checkpoints).name == "step_4"
+
+
+def test_init_from_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
+    first, _ = token_run_with_tokenizer(tmp_path / "first")
+    train(tiny_config(first.root, max_steps=1), first, log=lambda *_: None)
+    second, _ = token_run_with_tokenizer(tmp_path / "second", text="Other text entirely, other merges. " * 80)
+    with pytest.raises(LmforgeError, match="another tokenizer"):
+        trainer(second, init_from=str(first.root))
