@@ -74,6 +74,10 @@ def _stage_status(stage: str, rd: RunDir, cfg, upstream_bad: str, lock: dict, co
     if cfg is None:
         return StageStatus(stage, "complete", "(the run has no readable config.toml to compare with)")
     why = staleness(stage, record, expected_record(stage, cfg, rd)) or (f"{upstream_bad}" if upstream_bad else "")
+    if why and stage == "train" and "model." in why and any(rd.checkpoints.glob("step_*")):
+        # a rerun refuses to resume another model's checkpoints: say the command that starts afresh
+        return StageStatus(stage, "stale", f"{why} (a new model: add --force train)",
+                           command=f"{command} --force train")
     if why:
         return StageStatus(stage, "stale", why, command=f"{command} --until {stage}")
     return StageStatus(stage, "complete")
@@ -88,5 +92,5 @@ def format_status(rows: list[StageStatus], run_root: str | Path, lock: dict | No
         lines.append(f"  {r.stage:<{width}}  {state}{detail}")
     todo = next((r.command for r in rows if r.state in ("stale", "missing")), "")
     if todo:
-        lines.append(f"to bring it up to date: {todo.rsplit(' --until', 1)[0]}")
+        lines.append(f"to bring it up to date: {todo.split(' --until', 1)[0]}")
     return "\n".join(lines)

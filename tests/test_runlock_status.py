@@ -181,3 +181,14 @@ def test_a_crawl_into_a_folder_in_use_stops_at_once(tmp_path, capsys):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_status_of_a_changed_model_says_it_needs_force(tmp_path, fake_stages, capsys):
+    rd = pipeline.run_pipeline(make_cfg(tmp_path), log=lambda m: None)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(rd.config.read_text())
+    assert main(["status", str(cfg), "--set", "model.n_layer=6"]) == 0
+    out = capsys.readouterr().out
+    assert "train      stale: model.n_layer 4 -> 6 (a new model: add --force train)" in out
+    assert "sample     stale: train is stale" in out
+    assert out.rstrip().endswith(f"lmforge run {cfg} --force train")
