@@ -55,3 +55,12 @@ def tiny_config(root, **train) -> "RunConfig":  # noqa: F821
                       "optimizer": "adamw", "schedule": "cosine", **train}}
     return config_from_dict(data)
 
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for a process group's rendezvous)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from lmforge.errors import LmforgeError
 from lmforge.train.checkpoint import latest_checkpoint
 from lmforge.train.loop import Trainer, train
 
-from lmf_train_data import make_token_run, tiny_config
+from lmf_train_data import free_port, make_token_run, tiny_config
 
 
 def metrics(rd, kind="train"):
@@ -113,12 +112,6 @@ n_embd = 32\nseq_len = 32\n[train]\nmax_steps = 3\nbatch_size = 2\neval_batches 
     assert "step 4/4" in capsys.readouterr().out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _ddp_worker(rank, world, port, root):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -136,7 +129,7 @@ def test_ddp_two_processes_match_one_process_with_the_same_global_batch(tmp_path
     single = make_token_run(tmp_path / "single", {"a": 6000, "b": 3000})
     train(tiny_config(single.root, max_steps=4, batch_size=4, eval_batches=2), single, log=lambda *_: None)
     ddp = make_token_run(tmp_path / "ddp", {"a": 6000, "b": 3000})
-    mp.spawn(_ddp_worker, args=(2, _free_port(), ddp.root), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), ddp.root), nprocs=2, join=True)
     a, b = metrics(single), metrics(ddp)
     assert len(b) == 4  # rank 0 alone writes metrics
     for ra, rb in zip(a, b):
@@ -162,7 +155,7 @@ def test_torchrun_cli_two_processes_write_once(token_run, tmp_path):
 n_embd = 32\nseq_len = 32\n[train]\nmax_steps = 3\nbatch_size = 2\neval_batches = 1\ndevice = "cpu"\nthreads = 1\n""")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "lmforge", "train", str(config)]
+           f"--master_port={free_port()}", "-m", "lmforge", "train", str(config)]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("step 3/3") == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
 import torch
@@ -13,7 +12,7 @@ from lmforge.errors import LmforgeError
 from lmforge.train.checkpoint import latest_checkpoint
 from lmforge.train.loop import Trainer, train
 
-from lmf_train_data import make_token_run, tiny_config
+from lmf_train_data import free_port, make_token_run, tiny_config
 
 MUON = dict(optimizer="muon", muon_lr=0.02, schedule="wsd", warmdown_fraction=0.5)
 
@@ -24,12 +23,6 @@ def losses(rd):
 
 def quiet(*_):
     pass
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ddp_worker(rank, world, port, root):
@@ -48,7 +41,7 @@ def test_ddp_with_muon_equals_one_process_with_gradient_accumulation(tmp_path):
     single = make_token_run(tmp_path / "single", {"a": 6000, "b": 3000})
     train(tiny_config(single.root, max_steps=4, batch_size=2, grad_accum=2, **MUON), single, log=quiet)
     ddp = make_token_run(tmp_path / "ddp", {"a": 6000, "b": 3000})
-    mp.spawn(_ddp_worker, args=(2, _free_port(), ddp.root), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), ddp.root), nprocs=2, join=True)
     a, b = losses(single), losses(ddp)
     assert len(a) == len(b) == 4 and a[-1] < a[0]
     assert max(abs(x - y) for x, y in zip(a, b)) < 2e-4, (a, b)
@@ -180,9 +173,9 @@ def test_fsdp_two_processes_match_one_process_and_resume(tmp_path):
     train(tiny_config(single.root, max_steps=4, batch_size=4, checkpoint_every=2, eval_batches=3, **MUON), single,
           log=quiet)
     sharded = make_token_run(tmp_path / "fsdp", {"a": 6000, "b": 3000})
-    mp.spawn(_fsdp_worker, args=(2, _free_port(), sharded.root, 2), nprocs=2, join=True)
+    mp.spawn(_fsdp_worker, args=(2, free_port(), sharded.root, 2), nprocs=2, join=True)
     assert latest_checkpoint(sharded.checkpoints).name == "step_2"
-    mp.spawn(_fsdp_worker, args=(2, _free_port(), sharded.root, 4), nprocs=2, join=True)  # resumes at 2
+    mp.spawn(_fsdp_worker, args=(2, free_port(), sharded.root, 4), nprocs=2, join=True)  # resumes at 2
     a, b = losses(single), losses(sharded)
     assert len(b) == 4 and max(abs(x - y) for x, y in zip(a, b)) < 2e-4, (a, b)
     from safetensors.torch import load_file

@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
+from lmf_train_data import free_port
 
 from lmforge.runlock import RunLock
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def torchrun_train(rd, tmp_path, max_steps: int) -> subprocess.CompletedProcess:
@@ -26,7 +20,7 @@ def torchrun_train(rd, tmp_path, max_steps: int) -> subprocess.CompletedProcess:
                       f'n_embd = 32\nseq_len = 32\n[train]\nmax_steps = {max_steps}\nbatch_size = 2\n'
                       'eval_batches = 1\neval_every = 0\ndevice = "cpu"\nthreads = 1\n')
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={_free_port()}", "-m", "lmforge", "train", str(config)]
+           f"--master_port={free_port()}", "-m", "lmforge", "train", str(config)]
     return subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180)
 
 
