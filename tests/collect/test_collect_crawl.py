@@ -93,8 +93,11 @@ def test_robots_disallow_and_crawl_delay(crawled):
     assert stats["robots_blocked"] == 1
     assert "/private/x.html" not in _paths(server)
     starts = [t for t, path in server.log if path != "/robots.txt"]
+    # The server stamps a request when its thread gets to it, so one stamp can be late on a loaded
+    # machine and shorten one gap; the span over all requests is immune to that jitter.
     gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert min(gaps) >= 0.18, "robots.txt Crawl-delay 0.2 s was not honoured"
+    assert starts[-1] - starts[0] >= 0.18 * len(gaps), "robots.txt Crawl-delay 0.2 s was not honoured"
+    assert min(gaps) >= 0.1, f"two requests {min(gaps):.3f} s apart despite Crawl-delay 0.2 s"
 
 
 def test_retry_after_429_and_503_then_success(crawled):
