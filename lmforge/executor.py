@@ -126,8 +126,13 @@ def _map_pool(fn: Callable, items: list, workers: int) -> Iterator:
 def stop_pool(pool) -> None:
     """Cancel a ProcessPoolExecutor's queued work and end its processes now (SIGTERM, then SIGKILL)."""
     processes = list((getattr(pool, "_processes", None) or {}).values())  # no public handle before 3.14
+    # The pool's manager thread also reaps its workers; waiting for it after they are gone means
+    # none is left half-reaped (seen as a live child) when this returns.
+    manager = getattr(pool, "_executor_manager_thread", None)
     pool.shutdown(wait=False, cancel_futures=True)
     stop_processes(processes)
+    if manager is not None:
+        manager.join(STOP_SECONDS)
 
 
 def stop_processes(processes: list) -> None:
