@@ -189,6 +189,8 @@ def _add_tool_routes(app) -> None:
 
         rd = app.state.folder.get(run)
         loaded = await asyncio.to_thread(app.state.models.get, rd)
+        if max_tokens > loaded.seq_len:
+            raise BadRequest(f"max_tokens must be 1..{loaded.seq_len} (at most the model's context length)")
         return await asyncio.to_thread(few_shot_prompt, rd, loaded.seq_len, loaded.tokenizer, max_tokens)
 
     @app.post("/api/runs/{run}/generate")

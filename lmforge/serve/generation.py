@@ -21,7 +21,15 @@ from lmforge.rundir import RunDir
 
 MAX_PROMPT_CHARS = 8000
 MAX_SAMPLES = 8
+# The few-shot prompt: examples wanted and the least that shows a pattern, the opening words
+# tried per example (longest first), documents looked at, the longest title taken, and the least
+# room left for the continuation when the asked length does not fit.
 FEW_SHOT_EXAMPLES = 3
+MIN_FEW_SHOT = 2
+FEW_SHOT_WORDS = (24, 16, 12, 8, 6, 4, 3, 2)
+FEW_SHOT_CANDIDATES = 200
+MAX_TITLE_CHARS = 60
+MIN_CONTINUATION = 4
 
 
 class Busy(LmforgeError):
@@ -184,33 +192,51 @@ def token_text(tok, token_id: int) -> str:
 
 
 def few_shot_prompt(rd: RunDir, seq_len: int, tok, max_tokens: int) -> dict:
-    """A prompt that shows in-context learning with the run's own documents: a few "Title: ..."
-    lines, each followed by its document's opening, then a new title to complete.
+    """A prompt that shows in-context learning with the run's own documents: lines of "title: the
+    document's opening words", then a title left open for the model to continue the pattern.
 
-    The documents are the first ones of docs/ (one row group read); the prompt is cut to leave
-    ``max_tokens`` of the model's context for the continuation.
+    The documents are the first ones of docs/ (one row group read). Short titles go first and the
+    openings are cut to whole words so that at least two examples fit even a small context; the
+    prompt leaves ``max_tokens`` of the context for the continuation when it can, else as much as
+    two examples allow (the answer's ``max_tokens`` says how much).
     """
+    shots = _shots(rd)
+    if len(shots) < MIN_FEW_SHOT + 1:
+        raise LmforgeError(f"{rd.root.name}: fewer than {MIN_FEW_SHOT + 1} documents with a title line and a body; "
+                           "a few-shot prompt needs more documents")
+    shots.sort(key=lambda s: len(tok.encode(s[0])))  # stable: the docs' order among equal lengths
+    room = seq_len - 1  # the generation puts BOS first
+    best = None
+    for count in range(min(FEW_SHOT_EXAMPLES, len(shots) - 1), MIN_FEW_SHOT - 1, -1):
+        for words in FEW_SHOT_WORDS:
+            prompt = _few_shot_text(shots[:count], shots[count][0], words)
+            used = len(tok.encode(prompt))
+            if used + min(max_tokens, room) <= room:
+                return {"prompt": prompt, "examples": count, "tokens": used, "max_tokens": min(max_tokens, room - used)}
+            if count == MIN_FEW_SHOT and used + MIN_CONTINUATION <= room:
+                best = best or (prompt, count, used)  # fits only if the continuation is shorter than asked
+    if best is None:
+        raise LmforgeError(f"{rd.root.name}: the model's context ({seq_len} tokens) is too short for a few-shot prompt "
+                           f"of {MIN_FEW_SHOT} examples from this run's documents")
+    prompt, count, used = best
+    return {"prompt": prompt, "examples": count, "tokens": used, "max_tokens": room - used}
+
+
+def _shots(rd: RunDir) -> list[tuple[str, list[str]]]:
+    """(title, words of the body) of the first documents whose first line is a short title."""
     import pyarrow.parquet as pq
 
     files = sorted(rd.docs.glob("*.parquet")) if rd.docs.is_dir() else []
     if not files:
         raise LmforgeError(f"{rd.root.name} has no documents yet; make them with `lmforge run {rd.config} --until clean`")
-    pf = pq.ParquetFile(files[0])
-    rows = pf.read_row_group(0, columns=["text"]).column(0).to_pylist()
+    rows = pq.ParquetFile(files[0]).read_row_group(0, columns=["text"]).column(0).to_pylist()
     shots = []
-    for text in rows:
+    for text in rows[:FEW_SHOT_CANDIDATES]:
         lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
-        if len(lines) >= 2:
-            shots.append((lines[0][:80], " ".join(lines[1:])[:160]))
-        if len(shots) > FEW_SHOT_EXAMPLES:
-            break
-    if not shots:
-        raise LmforgeError(f"{rd.root.name}: no document with a title line and a body to build a few-shot prompt")
-    budget = max(8, seq_len - max_tokens - 1)
-    *examples, last = shots
-    while True:
-        prompt = "".join(f"Title: {t}\nText: {b}\n\n" for t, b in examples) + f"Title: {last[0]}\nText:"
-        if len(tok.encode(prompt)) <= budget or not examples:
-            break
-        examples = examples[1:]
-    return {"prompt": prompt, "examples": len(examples), "tokens": len(tok.encode(prompt))}
+        if len(lines) >= 2 and len(lines[0]) <= MAX_TITLE_CHARS:
+            shots.append((lines[0], " ".join(lines[1:]).split()[:max(FEW_SHOT_WORDS)]))
+    return shots
+
+
+def _few_shot_text(examples, query: str, words: int) -> str:
+    return "".join(f"{title}: {' '.join(body[:words])}\n" for title, body in examples) + f"{query}:"

@@ -277,16 +277,31 @@ def test_generation_without_a_checkpoint_says_how_to_train(client):
     assert r.status_code == 409 and "--until train" in r.json()["error"]
 
 
-def test_few_shot_prompt_is_built_from_the_runs_documents(client, runs_root):
+@pytest.mark.parametrize("max_tokens", [1, 16, 32, 64])
+def test_few_shot_prompt_has_two_examples_from_the_runs_documents(client, runs_root, max_tokens):
     from lmforge.tokenizer.bpe import Tokenizer
 
-    few = client.get("/api/runs/tiny/fewshot?max_tokens=16").json()
+    few = client.get(f"/api/runs/tiny/fewshot?max_tokens={max_tokens}").json()
     docs = pq.read_table(runs_root / "tiny" / "docs", columns=["text"]).column(0).to_pylist()
-    titles = [line[len("Title: "):] for line in few["prompt"].splitlines() if line.startswith("Title: ")]
-    assert titles and all(any(d.strip().startswith(t) for d in docs) for t in titles)
-    assert few["prompt"].endswith("Text:") and few["examples"] == len(titles) - 1
-    assert few["tokens"] == len(Tokenizer.load(runs_root / "tiny" / "tokenizer").encode(few["prompt"])) <= 64 - 16
+    *examples, query = few["prompt"].split("\n")
+    assert len(examples) >= 2 and few["examples"] == len(examples)  # complete examples, then the open query
+    for line in examples:  # a title and the opening words of that same document
+        title, opening = line.split(": ", 1)
+        doc = next(d for d in docs if d.strip().startswith(title + "\n"))
+        assert opening and " ".join(doc.split("\n", 1)[1].split()).startswith(opening)
+    title = query.removesuffix(":")
+    assert query.endswith(":") and title not in [x.split(": ", 1)[0] for x in examples]
+    assert any(d.strip().startswith(title + "\n") for d in docs)
+    # it fits the context with BOS in front and leaves the continuation's room it reports
+    assert few["tokens"] == len(Tokenizer.load(runs_root / "tiny" / "tokenizer").encode(few["prompt"]))
+    assert 1 <= few["max_tokens"] <= max_tokens and 1 + few["tokens"] + few["max_tokens"] <= 64
+
+
+def test_few_shot_prompt_errors(client):
     assert client.get("/api/runs/partial/fewshot").status_code == 409
+    for bad in ("0", "65", "-1", "abc", "1e9", str(2**70)):
+        r = client.get(f"/api/runs/tiny/fewshot?max_tokens={bad}")
+        assert r.status_code == 422 and "max_tokens" in r.json()["error"], bad
 
 
 def test_status_counts_generations(client):

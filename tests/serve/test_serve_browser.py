@@ -185,3 +185,13 @@ def test_training_chart_gains_a_point_when_metrics_grow(page, server, runs_root,
     finally:
         path.write_bytes(original)
     assert page.errors == []
+
+
+def test_few_shot_button_fills_the_prompt_and_the_room_left(page, server):
+    open_page(page, server, "playground")
+    page.click("#fewshot")
+    page.wait_for_function("() => document.querySelector('#prompt').value.endsWith(':')")
+    lines = page.input_value("#prompt").split("\n")
+    assert len(lines) >= 3 and all(": " in line for line in lines[:-1])
+    assert 1 <= int(page.input_value("#max_tokens")) < 48 and "examples" in page.inner_text("#gen-info")
+    assert page.errors == []

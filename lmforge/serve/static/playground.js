@@ -124,7 +124,9 @@ LM.start(async () => {
     try {
       const few = await api(`${base}/fewshot?max_tokens=${+value("max_tokens") || 32}`);
       prompt.value = few.prompt;
-      info.textContent = `few-shot prompt: ${few.examples} examples from docs/, ${few.tokens} tokens; the model should continue the pattern`;
+      controls.querySelector("#max_tokens").value = String(few.max_tokens); // what the context has left
+      info.textContent = `few-shot prompt: ${few.examples} examples from docs/, ${few.tokens} tokens, ` +
+        `${few.max_tokens} left for the continuation; the model should continue the pattern`;
     } catch (e) { info.textContent = e.message; }
   });
 });
