@@ -195,3 +195,61 @@ def test_few_shot_button_fills_the_prompt_and_the_room_left(page, server):
     assert len(lines) >= 3 and all(": " in line for line in lines[:-1])
     assert 1 <= int(page.input_value("#max_tokens")) < 48 and "examples" in page.inner_text("#gen-info")
     assert page.errors == []
+
+
+# The main controls of each page: visible on a phone, inside the screen's width.
+PHONE_CONTROLS = {"runs": ["header nav", "#run-picker", "#runs-table", "#compare"],
+                  "data": ["#kind", "#q", "#doclist li[data-cursor]"],
+                  "tokenizer": ["#text", "#out-a [data-role=count]", "#compare"],
+                  "training": ["#chart-loss"],
+                  "playground": ["#prompt", "#temperature", "#max_tokens", "#generate", "#fewshot"]}
+
+
+@pytest.fixture
+def phone(browser, server):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
+                                  has_touch=True)
+    tab = context.new_page()
+    tab.errors = []
+    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
+    tab.set_default_timeout(20_000)
+    yield tab
+    context.close()
+
+
+def fits_the_screen(tab, name: str) -> list[int]:
+    width = tab.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1] + 1, f"{name}: the page is {width[0]} px wide on a {width[1]} px screen"
+    return width
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_each_page_fits_a_phone_screen(phone, server, name, tmp_path):
+    open_page(phone, server, name)
+    screen = fits_the_screen(phone, name)[1]
+    for selector in PHONE_CONTROLS[name]:
+        control = phone.locator(selector).first
+        assert control.is_visible(), (name, selector)
+        box = control.bounding_box()
+        assert box["x"] >= -1 and box["x"] + box["width"] <= screen + 1, (name, selector, box)
+    # what the page shows after its main action fits too
+    if name == "tokenizer":
+        phone.fill("#text", TOKEN_TEXT)
+        phone.wait_for_selector("#out-a [data-role=tokens] span")
+    elif name == "runs":
+        phone.tap("#compare")
+        phone.wait_for_selector("#compare-chart svg path")
+    elif name == "data":
+        phone.tap("#doclist li[data-cursor]")
+        phone.wait_for_selector("#doc-raw")
+    elif name == "playground":
+        phone.fill("#max_tokens", "16")
+        phone.tap("#generate")
+        phone.wait_for_selector("#samples[data-done='1']")
+        phone.locator("#samples .g").last.tap()  # a tap shows what hovering shows, inside the screen
+        tip = phone.locator(".tip").bounding_box()
+        assert phone.locator(".tip").is_visible() and tip["x"] >= 0 and tip["x"] + tip["width"] <= screen
+    fits_the_screen(phone, name)
+    phone.screenshot(path=str(tmp_path / f"serve-phone-{name}.png"))  # to look at; not one of the README's
+    assert phone.errors == []

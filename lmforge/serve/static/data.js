@@ -39,7 +39,7 @@ LM.start(async () => {
       el("td", {}), el("td", { class: "barcell" }, bar(f.docs))));
     return el("div", { class: "card" }, el("h2", { text: "Clean funnel" }),
       el("p", { class: "muted small", text: "From stats/clean.json: records in, what each step kept and dropped (and why), documents kept." }),
-      el("table", { id: "funnel" }, el("thead", {}, el("tr", {}, ["step", "in → out", "dropped (reason: count)", ""].map((h, i) =>
+      el("table", { id: "funnel", class: "stack" }, el("thead", {}, el("tr", {}, ["step", "in → out", "dropped (reason: count)", ""].map((h, i) =>
         el("th", { class: i === 1 ? "num" : null, text: h })))), el("tbody", {}, rows)));
   }
 

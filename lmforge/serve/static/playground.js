@@ -109,7 +109,7 @@ LM.start(async () => {
         el("td", { text: JSON.stringify(t.token) }), el("td", { text: `${(100 * t.prob).toFixed(2)}%` }))))));
     tip.hidden = false;
     const box = e.target.getBoundingClientRect();
-    tip.style.left = `${Math.min(box.left, window.innerWidth - 260)}px`;
+    tip.style.left = `${Math.max(4, Math.min(box.left, window.innerWidth - tip.offsetWidth - 4))}px`; // on the screen, also a phone's
     tip.style.top = `${box.bottom + 6}px`;
   }
 

@@ -15,19 +15,19 @@ LM.start(async () => {
 
   function runsTable(list) {
     const head = ["run", "stages", "pages", "kept docs", "tokens", "params", "val loss", "pages of the run"];
-    return el("table", { id: "runs-table" },
+    return el("table", { id: "runs-table", class: "stack" },
       el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
       el("tbody", {}, list.map((r) => el("tr", { "data-run": r.name },
-        el("td", {}, el("strong", { text: r.name })),
-        el("td", {}, r.stages.map((s) => el("span", { class: `chip state-${s.state}`, "data-stage": s.stage,
+        el("td", { class: "name" }, el("strong", { text: r.name })),
+        el("td", { "data-label": head[1] }, r.stages.map((s) => el("span", { class: `chip state-${s.state}`, "data-stage": s.stage,
           title: [s.state, s.reason, s.state === "complete" ? "" : s.command].filter(Boolean).join(" — "),
           text: `${s.stage}${s.state === "complete" ? "" : ": " + s.state}` }))),
-        el("td", { class: "num", text: fmt(r.pages) }),
-        el("td", { class: "num", text: fmt(r.docs) }),
-        el("td", { class: "num", text: fmt(r.tokens) }),
-        el("td", { class: "num", text: fmt(r.params) }),
-        el("td", { class: "num", text: r.val_loss === null || r.val_loss === undefined ? "–" : fmt(r.val_loss, 3) }),
-        el("td", {}, [["/data", "data"], ["/tokenizer", "tokenizer"], ["/training", "training"], ["/playground", "playground"]]
+        el("td", { class: "num", "data-label": head[2], text: fmt(r.pages) }),
+        el("td", { class: "num", "data-label": head[3], text: fmt(r.docs) }),
+        el("td", { class: "num", "data-label": head[4], text: fmt(r.tokens) }),
+        el("td", { class: "num", "data-label": head[5], text: fmt(r.params) }),
+        el("td", { class: "num", "data-label": head[6], text: r.val_loss === null || r.val_loss === undefined ? "–" : fmt(r.val_loss, 3) }),
+        el("td", { class: "links" }, [["/data", "data"], ["/tokenizer", "tokenizer"], ["/training", "training"], ["/playground", "playground"]]
           .map(([p, label]) => [el("a", { href: LM.withRun(p, r.name), text: label }), " "]))))));
   }
 
@@ -43,7 +43,10 @@ LM.start(async () => {
 
   async function compare(a, b, out) {
     out.textContent = "";
-    const [fa, fb] = await Promise.all([a, b].map((r) => api(`/api/runs/${encodeURIComponent(r)}/funnel`).catch((e) => ({ error: e.message }))));
+    // a run without stats/clean.json has no funnel: not asked for (a 404 is a console error)
+    const cleaned = (name) => runs.find((r) => r.name === name).stages.some((s) => s.stage === "clean" && ["complete", "stale"].includes(s.state));
+    const [fa, fb] = await Promise.all([a, b].map((r) => cleaned(r)
+      ? api(`/api/runs/${encodeURIComponent(r)}/funnel`).catch((e) => ({ error: e.message })) : {}));
     const stepNames = [...new Set([...(fa.steps || []), ...(fb.steps || [])].map((s) => s.step))];
     const cell = (f, step, key) => {
       const s = (f.steps || []).find((x) => x.step === step);
