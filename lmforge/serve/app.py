@@ -12,11 +12,11 @@ import threading
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
-from lmforge.rundir import RunDir
 from lmforge.serve import runs as runs_mod
 from lmforge.serve.documents import FILTERS, KINDS, BadRequest, DocumentBrowser, WarcIndex
-from lmforge.serve.generation import Busy, GenerationQueue, ModelCache, Settings, check_settings, few_shot_prompt
-from lmforge.serve.runs import NotFound, RunsFolder
+from lmforge.serve.generation import (Busy, GenerationQueue, ModelCache, Settings, check_settings, few_shot_prompt,
+                                     is_utf8)
+from lmforge.serve.runs import NotFound, RunsFolder, ServedRun
 
 STATIC = Path(__file__).parent / "static"
 PAGES = {"/": "index.html", "/data": "data.html", "/tokenizer": "tokenizer.html", "/training": "training.html",
@@ -35,6 +35,7 @@ def create_app(root: str | Path, max_generations: int = 2, max_waiting: int = 8)
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
 
     folder = RunsFolder(root)
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None, openapi_url=None)
@@ -45,6 +46,16 @@ def create_app(root: str | Path, max_generations: int = 2, max_waiting: int = 8)
     @app.exception_handler(LmforgeError)
     async def _lmforge_error(request: Request, exc: LmforgeError):
         return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http_error(request: Request, exc: HTTPException):  # no such route, method or static file; a body not read
+        return JSONResponse({"error": f"{request.method} {request.url.path[:200]}: {exc.detail}"}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception):  # a last fence: JSON, and the server's log has the rest
+        return JSONResponse({"error": f"{request.url.path[:200]}: unexpected {type(exc).__name__}; the server's log has "
+                                      "the details"}, status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -85,14 +96,15 @@ def _add_run_routes(app) -> None:
     @app.get("/api/runs")
     def list_runs():
         folder = app.state.folder
-        return {"root": str(folder.root), "runs": [runs_mod.run_summary(n, RunDir(p)) for n, p in folder.runs().items()]}
+        return {"root": str(folder.root),
+                "runs": [runs_mod.run_summary(n, ServedRun(p, folder.root)) for n, p in folder.runs().items()]}
 
     @app.get("/api/runs/{run}")
     def run_detail(run: str):
         rd = app.state.folder.get(run)
         return {**runs_mod.run_summary(run, rd), **runs_mod.training_plan(rd),
-                "has_crawl": app.state.warcs.has_crawl(rd.crawl), "has_tokenizer": (rd.tokenizer / "tokenizer.json").is_file(),
-                "has_checkpoint": rd.checkpoints.is_dir() and any(rd.checkpoints.glob("step_*"))}
+                "has_crawl": bool(_warcs(rd)), "has_tokenizer": bool(rd.files(rd.tokenizer, "tokenizer.json")),
+                "has_checkpoint": bool(rd.files(rd.checkpoints, "step_*"))}
 
     @app.get("/api/runs/{run}/funnel")
     def funnel(run: str):
@@ -101,14 +113,14 @@ def _add_run_routes(app) -> None:
     @app.get("/api/runs/{run}/facets")
     def facets(run: str):
         rd = app.state.folder.get(run)
-        clean = rd.read_stats("clean") or {}
+        clean = runs_mod.clean_stats(rd) if (rd.stats / "clean.json").exists() else {}
         reasons = {}
         for step, counts in (clean.get("steps") or {}).items():
             found = [k.removeprefix("dropped_") for k in counts if k.startswith("dropped_")]
             if found:
                 reasons[step] = found
-        return {"steps": list(reasons), "reasons": reasons, "sources": sorted(clean.get("sources") or {}),
-                "languages": app.state.browser.languages(rd.docs)}
+        return {"steps": list(reasons), "reasons": reasons, "sources": sorted(str(s) for s in clean.get("sources") or {}),
+                "languages": app.state.browser.languages(rd.files(rd.docs, "*.parquet"))}
 
     @app.get("/api/runs/{run}/documents")
     def documents(run: str, kind: str = "docs", q: str = "", cursor: str | None = None,
@@ -118,19 +130,19 @@ def _add_run_routes(app) -> None:
         if len(q) > MAX_QUERY_CHARS:
             raise BadRequest(f"search text is {len(q)} characters; at most {MAX_QUERY_CHARS}")
         filters = dict(zip(FILTERS, (step, reason, source, language)))
-        return app.state.browser.page(_kind_folder(rd, kind), filters, q, cursor, offset, size)
+        return app.state.browser.page(_kind_files(rd, kind), filters, q, cursor, offset, size)
 
     @app.get("/api/runs/{run}/document")
     def document(run: str, cursor: str, kind: str = "docs"):
         rd = app.state.folder.get(run)
-        doc = app.state.browser.document(_kind_folder(rd, kind), cursor)
-        doc["has_raw"] = app.state.warcs.has_crawl(rd.crawl) and str(doc.get("id", "")).startswith("<urn:")
+        doc = app.state.browser.document(_kind_files(rd, kind), cursor)
+        doc["has_raw"] = bool(_warcs(rd)) and str(doc.get("id", "")).startswith("<urn:")
         return doc
 
     @app.get("/api/runs/{run}/raw")
     def raw(run: str, id: str = Query(..., max_length=200)):
         rd = app.state.folder.get(run)
-        return app.state.warcs.raw_html(rd.crawl, id)
+        return app.state.warcs.raw_html(_warcs(rd), id)
 
     @app.get("/api/runs/{run}/metrics")
     def metrics(run: str, offset: int = Query(0, ge=0)):
@@ -142,10 +154,14 @@ def _add_run_routes(app) -> None:
                 "train_state": next((s["state"] for s in runs_mod.stage_states(rd) if s["stage"] == "train"), None)}
 
 
-def _kind_folder(rd, kind: str) -> Path:
+def _kind_files(rd: ServedRun, kind: str) -> list[Path]:
     if kind not in KINDS:
         raise BadRequest(f"kind must be one of {', '.join(KINDS)}")
-    return rd.docs if kind == "docs" else rd.rejects
+    return rd.files(rd.docs if kind == "docs" else rd.rejects, "*.parquet")
+
+
+def _warcs(rd: ServedRun) -> list[Path]:
+    return rd.files(rd.crawl, *WarcIndex.PATTERNS)
 
 
 def _refuse(problems: list[str]) -> None:
@@ -155,8 +171,13 @@ def _refuse(problems: list[str]) -> None:
 
 def _add_tool_routes(app) -> None:
     from fastapi import Query, Request
+    from typing import Annotated
+
     from fastapi.responses import StreamingResponse
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Strict
+
+    # Strict: true is not 1 and 1.5 is not an int (an int is still a float).
+    Int, Float = Annotated[int, Strict()], Annotated[float, Strict()]
 
     class TokenizeBody(BaseModel):
         run: str
@@ -164,12 +185,12 @@ def _add_tool_routes(app) -> None:
 
     class GenerateBody(BaseModel):
         prompt: str
-        max_tokens: int = 64
-        temperature: float = 0.8
-        top_k: int = 50
-        top_p: float = 1.0
-        seed: int | None = None
-        n: int = 1
+        max_tokens: Int = 64
+        temperature: Float = 0.8
+        top_k: Int = 50
+        top_p: Float = 1.0
+        seed: Int | None = None
+        n: Int = 1
 
     @app.post("/api/tokenize")
     def tokenize(body: TokenizeBody):
@@ -177,6 +198,8 @@ def _add_tool_routes(app) -> None:
 
         if len(body.text) > MAX_TOKENIZER_CHARS:
             raise BadRequest(f"text is {len(body.text)} characters; the tokenizer view takes at most {MAX_TOKENIZER_CHARS}")
+        if not is_utf8(body.text):
+            raise BadRequest("text has a lone UTF-16 surrogate (e.g. \\ud800), which is not text; send whole characters")
         tok = app.state.tokenizers.get(app.state.folder.get(body.run))
         view = show_tokens(tok, body.text)  # exactly `lmforge tokenizer show --json`
         n_bytes = len(body.text.encode("utf-8"))
@@ -231,7 +254,7 @@ class TokenizerCache:
     def get(self, rd):
         from lmforge.tokenizer.bpe import Tokenizer
 
-        path = rd.tokenizer / "tokenizer.json"
+        path = rd.inside(rd.inside(rd.tokenizer) / "tokenizer.json")
         if not path.is_file():
             raise LmforgeError(f"{rd.root.name} has no tokenizer yet; make it with `lmforge run {rd.config} --until tokenizer`")
         mtime = path.stat().st_mtime_ns

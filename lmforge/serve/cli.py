@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 import sys
 
 from lmforge.errors import LmforgeError
@@ -43,6 +45,7 @@ def _cmd_serve(args) -> int:
     if args.max_generations < 1:
         raise LmforgeError("--max-generations must be at least 1")
     app = create_app(args.path, max_generations=args.max_generations)
+    check_can_listen(args.host, args.port)
     if not is_loopback(args.host):
         print(f"lmforge: warning: serving on {args.host}: anyone who can reach this address can read the runs and "
               "use the playground (the app has no authentication); use --host 127.0.0.1 to keep it local",
@@ -51,3 +54,22 @@ def _cmd_serve(args) -> int:
     print(f"lmforge serve: {app.state.folder.root} on http://{shown}:{args.port}/  (Ctrl-C stops)")
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind the address once before the server does, so that a port in use or a host that is not
+    this machine's is one line naming the fix rather than the server's own log and exit."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise LmforgeError(f"--host {host}: not an address this machine has ({exc}); use 127.0.0.1 (the default)") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: a port in TIME_WAIT is free
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise LmforgeError(f"port {port} of {host} is in use (another lmforge serve?); "
+                                   "stop it or pick another port with --port") from None
+            raise LmforgeError(f"cannot listen on {host} port {port} ({exc.strerror}); "
+                               "use --host 127.0.0.1 and a --port above 1023") from None

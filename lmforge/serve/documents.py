@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
-from lmforge.serve.runs import NotFound
+from lmforge.serve.runs import NotFound, Unreadable
 
 KINDS = ("docs", "rejects")
 FILTERS = ("step", "reason", "source", "language")
@@ -49,16 +50,27 @@ class Cursor:
         return f"{self.file}.{self.group}.{self.row}"
 
 
+@contextmanager
+def parquet_errors(path: Path):
+    """A file of docs/ or rejects/ that pyarrow cannot read becomes one message naming it and the
+    command that makes it again (pyarrow's ArrowInvalid is a ValueError, its I/O errors OSErrors)."""
+    import pyarrow as pa
+
+    try:
+        yield
+    except (OSError, ValueError, KeyError, TypeError, pa.ArrowException) as exc:
+        run = path.parent.parent
+        raise Unreadable(f"{run.name}/{path.parent.name}/{path.name} is not a readable Parquet file of documents "
+                         f"({str(exc)[:100]}); make it again with `lmforge run {run / 'config.toml'} --force clean`") from None
+
+
 class _Files:
-    """The Parquet files of a folder with their metadata, re-read only when a file changes."""
+    """The metadata of Parquet files, re-read only when a file changes. The files come from the
+    app (``ServedRun.files``): writers rename finished files into place, so these are whole."""
 
     def __init__(self):
         self._meta: dict[Path, tuple[tuple, object]] = {}
         self._lock = threading.Lock()
-
-    def list(self, folder: Path) -> list[Path]:
-        # Writers rename finished files into place (hidden .tmp names before that): these are whole.
-        return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
 
     def metadata(self, path: Path):
         """The file's footer (row groups and their row counts), read once per version of the file."""
@@ -70,7 +82,8 @@ class _Files:
             hit = self._meta.get(path)
         if hit and hit[0] == key:
             return hit[1]
-        meta = pq.read_metadata(path)
+        with parquet_errors(path):
+            meta = pq.read_metadata(path)
         with self._lock:
             self._meta[path] = (key, meta)
         return meta
@@ -78,7 +91,13 @@ class _Files:
     def open(self, path: Path):
         import pyarrow.parquet as pq
 
-        return pq.ParquetFile(path, metadata=self.metadata(path), pre_buffer=False)
+        metadata = self.metadata(path)
+        with parquet_errors(path):
+            return pq.ParquetFile(path, metadata=metadata, pre_buffer=False)
+
+    def read_group(self, path: Path, pf, group: int):
+        with parquet_errors(path):
+            return pf.read_row_group(group)
 
 
 class DocumentBrowser:
@@ -86,9 +105,8 @@ class DocumentBrowser:
         self.files = _Files()
         self._languages: dict[tuple, list[str]] = {}
 
-    def page(self, folder: Path, filters: dict[str, str], q: str, cursor: str | None, offset: int,
+    def page(self, files: list[Path], filters: dict[str, str], q: str, cursor: str | None, offset: int,
              size: int) -> dict:
-        files = self.files.list(folder)
         filtered = bool(q) or any(filters.values())
         if offset and (filtered or cursor):
             raise BadRequest("offset pages only the unfiltered list; with filters or a cursor follow `next`")
@@ -115,10 +133,11 @@ class DocumentBrowser:
         while f < len(files):
             pf = self.files.open(files[f])
             while g < pf.metadata.num_row_groups:
-                table = pf.read_row_group(g)
-                hits = _matches(table, filters, q, r)
-                for i in hits[: size - len(rows)]:
-                    rows.append(_summary(table, i, Cursor(f, g, i)))
+                table = self.files.read_group(files[f], pf, g)
+                with parquet_errors(files[f]):  # a column of another type than the clean stage writes
+                    hits = _matches(table, filters, q, r)
+                with parquet_errors(files[f]):
+                    rows += [_summary(table, i, Cursor(f, g, i)) for i in hits[: size - len(rows)]]
                 if len(rows) >= size:
                     last = rows[-1]["cursor"].split(".")
                     return rows, Cursor(f, g, int(last[2]) + 1), False
@@ -128,38 +147,44 @@ class DocumentBrowser:
             f, g, r = f + 1, 0, 0
         return rows, None, False
 
-    def document(self, folder: Path, cursor: str) -> dict:
+    def document(self, files: list[Path], cursor: str) -> dict:
         c = Cursor.parse(cursor)
-        files = self.files.list(folder)
         if c.file >= len(files):
             raise NotFound(f"no document at {c}")
         meta = self.files.metadata(files[c.file])
         if c.group >= meta.num_row_groups or c.row >= meta.row_group(c.group).num_rows:
             raise NotFound(f"no document at {c}")
-        row = self.files.open(files[c.file]).read_row_group(c.group).slice(c.row, 1).to_pylist()[0]
-        text = row.get("text") or ""
+        path = files[c.file]
+        row = self.files.read_group(path, self.files.open(path), c.group).slice(c.row, 1).to_pylist()[0]
+        text = row.get("text") if isinstance(row.get("text"), str) else ""
         row["text"], row["truncated"] = text[:DOC_TEXT_LIMIT], len(text) > DOC_TEXT_LIMIT
         row["cursor"], row["file"] = str(c), files[c.file].name
         return row
 
-    def languages(self, folder: Path) -> list[str]:
-        """The distinct languages of a folder, remembered per file version. The column is read as
+    def languages(self, files: list[Path]) -> list[str]:
+        """The distinct languages of the files, remembered per file version. The column is read as
         dictionary-encoded, so only its few distinct strings are decoded, not one per document."""
-        import pyarrow.parquet as pq
-
         found: set[str] = set()
-        for path in self.files.list(folder):
+        for path in files:
             st = path.stat()
             key = (path, st.st_mtime_ns, st.st_size)
             if key not in self._languages:
-                pf = pq.ParquetFile(path, metadata=self.files.metadata(path), read_dictionary=["language"])
-                values: set[str] = set()
-                if "language" in pf.schema_arrow.names:
-                    for chunk in pf.read(columns=["language"]).column(0).chunks:
-                        values.update(chunk.dictionary.to_pylist() if hasattr(chunk, "dictionary") else chunk.to_pylist())
-                self._languages[key] = sorted(v for v in values if v)
+                metadata = self.files.metadata(path)
+                with parquet_errors(path):
+                    self._languages[key] = _languages(path, metadata)
             found.update(self._languages[key])
         return sorted(found)
+
+
+def _languages(path: Path, metadata) -> list[str]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path, metadata=metadata, read_dictionary=["language"])
+    values: set = set()
+    if "language" in pf.schema_arrow.names:
+        for chunk in pf.read(columns=["language"]).column(0).chunks:
+            values.update(chunk.dictionary.to_pylist() if hasattr(chunk, "dictionary") else chunk.to_pylist())
+    return sorted(v for v in values if isinstance(v, str) and v)
 
 
 def _matches(table, filters: dict[str, str], q: str, start_row: int) -> list[int]:
@@ -200,45 +225,38 @@ class WarcIndex:
     """Where each response record of a run's crawl starts: WARC-Record-ID -> (file, offset).
 
     Built on the first raw-HTML request and rebuilt when the crawl's files change; a record is then
-    read by seeking to its gzip member, not by scanning the archive again.
+    read by seeking to its gzip member, not by scanning the archive again. The files come from the
+    app (``ServedRun.files``: only those inside the runs folder).
     """
 
+    PATTERNS = ("*.warc.gz", "*.warc")
+
     def __init__(self):
-        self._index: dict[Path, tuple[tuple, dict[str, tuple[Path, int]]]] = {}
+        self._index: dict[tuple, dict[str, tuple[Path, int]]] = {}
         self._lock = threading.Lock()
 
-    def _build(self, crawl: Path) -> dict[str, tuple[Path, int]]:
-        from warcio.archiveiterator import ArchiveIterator
-
-        files = sorted(crawl.glob("*.warc.gz")) + sorted(crawl.glob("*.warc"))
-        key = tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
+    def _build(self, files: list[Path]) -> dict[str, tuple[Path, int]]:
+        key = tuple((p, p.stat().st_mtime_ns, p.stat().st_size) for p in files)
         with self._lock:
-            hit = self._index.get(crawl)
-            if hit and hit[0] == key:
-                return hit[1]
-            index = {}
-            for path in files:
-                with open(path, "rb") as f:
-                    it = ArchiveIterator(f)
-                    for record in it:
-                        if record.rec_type == "response":
-                            index[record.rec_headers.get_header("WARC-Record-ID")] = (path, it.get_record_offset())
-            self._index[crawl] = (key, index)
-            return index
+            if key not in self._index:
+                index = {}
+                for path in files:
+                    with warc_errors(path), open(path, "rb") as f:
+                        index.update(_responses(f))
+                self._index = {k: v for k, v in self._index.items() if k[0][0].parent != files[0].parent}
+                self._index[key] = index
+            return self._index[key]
 
-    def has_crawl(self, crawl: Path) -> bool:
-        return crawl.is_dir() and any(crawl.glob("*.warc*"))
-
-    def raw_html(self, crawl: Path, record_id: str) -> dict:
+    def raw_html(self, files: list[Path], record_id: str) -> dict:
         from warcio.archiveiterator import ArchiveIterator
 
-        if not self.has_crawl(crawl):
+        if not files:
             raise NotFound("this run has no crawl/*.warc.gz (its records came from another input)")
-        where = self._build(crawl).get(record_id)
+        where = self._build(files).get(record_id)
         if where is None:
             raise NotFound(f"record {record_id[:80]!r} is not in this run's crawl")
         path, offset = where
-        with open(path, "rb") as f:
+        with warc_errors(path), open(path, "rb") as f:
             f.seek(offset)
             record = next(iter(ArchiveIterator(f)))
             body = record.content_stream().read(RAW_HTML_LIMIT + 1)
@@ -246,3 +264,27 @@ class WarcIndex:
         return {"id": record_id, "url": record.rec_headers.get_header("WARC-Target-URI"), "file": path.name,
                 "content_type": content_type, "html": body[:RAW_HTML_LIMIT].decode("utf-8", errors="replace"),
                 "truncated": len(body) > RAW_HTML_LIMIT}
+
+
+def _responses(f) -> dict[str, tuple[Path, int]]:
+    from warcio.archiveiterator import ArchiveIterator
+
+    found, it = {}, ArchiveIterator(f)
+    for record in it:
+        if record.rec_type == "response":
+            found[record.rec_headers.get_header("WARC-Record-ID")] = (Path(f.name), it.get_record_offset())
+    return found
+
+
+@contextmanager
+def warc_errors(path: Path):
+    """A WARC file that warcio cannot read becomes one message naming it (the crawl makes it again)."""
+    import zlib
+
+    from warcio.exceptions import ArchiveLoadFailed
+
+    try:
+        yield
+    except (OSError, ValueError, EOFError, StopIteration, LookupError, zlib.error, ArchiveLoadFailed) as exc:
+        raise Unreadable(f"{path.parent.parent.name}/crawl/{path.name} is not a readable WARC file ({str(exc)[:100]}); "
+                         f"make it again with `lmforge run {path.parent.parent / 'config.toml'} --force crawl`") from None

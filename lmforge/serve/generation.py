@@ -21,6 +21,8 @@ from lmforge.rundir import RunDir
 
 MAX_PROMPT_CHARS = 8000
 MAX_SAMPLES = 8
+# Seeds are sent back and stepped by the page: at most 2**53 - 1, the largest integer JavaScript holds exactly.
+MAX_SEED = 2**53 - 1 - MAX_SAMPLES
 # The few-shot prompt: examples wanted and the least that shows a pattern, the opening words
 # tried per example (longest first), documents looked at, the longest title taken, and the least
 # room left for the continuation when the asked length does not fit.
@@ -66,21 +68,43 @@ class ModelCache:
     def get(self, rd: RunDir) -> LoadedModel:
         from lmforge.sample.engine import Engine, load_model, resolve_checkpoint
 
-        if not rd.checkpoints.is_dir():
+        if not rd.inside(rd.checkpoints).is_dir():
             raise LmforgeError(f"{rd.root.name} has no checkpoint yet; make one with `lmforge run {rd.config} --until train`")
-        step_dir = resolve_checkpoint(rd.checkpoints)
+        step_dir = rd.inside(resolve_checkpoint(rd.checkpoints))
+        for name in ("model.json", "model.safetensors"):
+            rd.inside(step_dir / name)
         key = (str(step_dir.resolve()), (step_dir / "model.safetensors").stat().st_mtime_ns)
         with self._lock:  # one load at a time: two tabs asking for the same model load it once
             if key in self._models:
                 self._models.move_to_end(key)
                 return self._models[key]
-            model, tok = load_model(step_dir)
+            model, _ = load_model(step_dir, with_tokenizer=False)
+            tok = _tokenizer_of(rd, step_dir, model.config.vocab_size)
             loaded = LoadedModel(Engine(model, stop_ids={tok.bos_id}), tok, model.config.seq_len,
                                  _step_number(step_dir))
             self._models[key] = loaded
             while len(self._models) > self.size:
                 self._models.popitem(last=False)
             return loaded
+
+
+def _tokenizer_of(rd, step_dir: Path, vocab_size: int):
+    """The tokenizer model.json names when it is inside the runs folder, else the run's tokenizer/;
+    it must have the model's vocabulary size (else the model's ids are not its tokens)."""
+    from lmforge.sample.engine import read_checkpoint_config
+    from lmforge.tokenizer.bpe import Tokenizer
+
+    recorded = read_checkpoint_config(step_dir)[0].get("tokenizer")
+    candidates = [Path(recorded)] if isinstance(recorded, str) and recorded else []
+    candidates = [c for c in candidates if c.is_dir() and c.resolve().is_relative_to(rd.fence or c.resolve())]
+    folder = rd.inside(candidates[0] if candidates else rd.tokenizer)
+    if not (folder / "tokenizer.json").is_file():
+        raise LmforgeError(f"{rd.root.name} has a checkpoint but no tokenizer/; make it with `lmforge run {rd.config} --until tokenizer`")
+    tok = Tokenizer.load(rd.inside(folder / "tokenizer.json").parent)
+    if tok.vocab_size != vocab_size:
+        raise LmforgeError(f"{rd.root.name}: the tokenizer has {tok.vocab_size} tokens and the checkpoint's model "
+                           f"{vocab_size}: they are not of one run; train again with {rd.remake('train')}")
+    return tok
 
 
 def _step_number(step_dir: Path) -> int:
@@ -93,6 +117,8 @@ def check_settings(s: Settings, seq_len: int | None) -> list[str]:
     problems = []
     if len(s.prompt) > MAX_PROMPT_CHARS:
         problems.append(f"prompt is {len(s.prompt)} characters; at most {MAX_PROMPT_CHARS}")
+    if not is_utf8(s.prompt):
+        problems.append("prompt has a lone UTF-16 surrogate (e.g. \\ud800), which is not text; send whole characters")
     if s.max_tokens < 1 or (seq_len is not None and s.max_tokens > seq_len):
         problems.append(f"max_tokens must be 1..{seq_len or 'seq_len'} (at most the model's context length)")
     if not 1 <= s.n <= MAX_SAMPLES:
@@ -103,9 +129,18 @@ def check_settings(s: Settings, seq_len: int | None) -> list[str]:
         problems.append("top_k must be >= 0 (0 = no limit)")
     if not 0 < s.top_p <= 1:
         problems.append("top_p must be in (0, 1]")
-    if s.seed is not None and not 0 <= s.seed < 2**63:
-        problems.append("seed must be a non-negative integer")
+    if s.seed is not None and not 0 <= s.seed <= MAX_SEED:
+        problems.append(f"seed must be an integer 0..{MAX_SEED} (what a browser holds exactly), or null for a random one")
     return problems
+
+
+def is_utf8(text: str) -> bool:
+    """False for a string holding a lone surrogate (JSON's "\\ud800"), which has no UTF-8 form."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class GenerationQueue:
@@ -226,13 +261,17 @@ def _shots(rd: RunDir) -> list[tuple[str, list[str]]]:
     """(title, words of the body) of the first documents whose first line is a short title."""
     import pyarrow.parquet as pq
 
-    files = sorted(rd.docs.glob("*.parquet")) if rd.docs.is_dir() else []
+    from lmforge.serve.documents import parquet_errors
+
+    files = rd.files(rd.docs, "*.parquet")
     if not files:
         raise LmforgeError(f"{rd.root.name} has no documents yet; make them with `lmforge run {rd.config} --until clean`")
-    rows = pq.ParquetFile(files[0]).read_row_group(0, columns=["text"]).column(0).to_pylist()
+    with parquet_errors(files[0]):
+        pf = pq.ParquetFile(files[0])
+        rows = pf.read_row_group(0, columns=["text"]).column(0).to_pylist() if pf.metadata.num_row_groups else []
     shots = []
     for text in rows[:FEW_SHOT_CANDIDATES]:
-        lines = [ln.strip() for ln in (text or "").splitlines() if ln.strip()]
+        lines = [ln.strip() for ln in (text if isinstance(text, str) else "").splitlines() if ln.strip()]
         if len(lines) >= 2 and len(lines[0]) <= MAX_TITLE_CHARS:
             shots.append((lines[0], " ".join(lines[1:]).split()[:max(FEW_SHOT_WORDS)]))
     return shots
