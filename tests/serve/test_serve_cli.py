@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from lmforge.cli import main
@@ -15,6 +17,7 @@ def served(monkeypatch):
 
     calls = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr("lmforge.serve.cli.check_can_listen", lambda host, port: None)  # 8600 may be taken here
     return calls
 
 
@@ -34,7 +37,8 @@ def test_another_host_warns_that_there_is_no_authentication(served, tmp_path, ca
 
 
 @pytest.mark.parametrize("args, message", [
-    (["/no/such/folder"], "no such folder"), (["--port", "0"], "--port"), (["--max-generations", "0"], "--max-generations"),
+    (["/no/such/folder"], "no such folder"), (["--port", "0"], "--port"), (["--port", "99999"], "--port"),
+    (["--port", "-5"], "--port"), (["--max-generations", "0"], "--max-generations"), (["/etc/hostname"], "not a folder"),
 ])
 def test_bad_arguments_are_one_line_errors(served, tmp_path, capsys, args, message):
     if args[0].startswith("--"):
@@ -54,3 +58,30 @@ def test_without_the_serve_extra_the_error_says_what_to_install(without_module, 
                                             ("0.0.0.0", False), ("192.168.1.5", False), ("example.org", False)])
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
+
+
+def test_a_port_in_use_is_one_line(tmp_path, capsys):
+    pytest.importorskip("uvicorn")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        assert main(["serve", str(tmp_path), "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port} of 127.0.0.1 is in use" in err and "--port" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("host", ["no.such.host.invalid", "999.1.1.1", ""])
+def test_a_host_this_machine_lacks_is_one_line(tmp_path, capsys, host):
+    pytest.importorskip("uvicorn")
+    assert main(["serve", str(tmp_path), "--host", host]) == 1
+    err = capsys.readouterr().err
+    assert f"--host {host}" in err and "127.0.0.1" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("port", ["abc", "1e3", "8600.5"])
+def test_a_port_that_is_not_a_number_is_argparses_error(tmp_path, capsys, port):
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", str(tmp_path), "--port", port])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid int value" in err.splitlines()[-1] and "Traceback" not in err

@@ -18,7 +18,8 @@ LM.start(async () => {
     return el("table", { id: "runs-table", class: "stack" },
       el("thead", {}, el("tr", {}, head.map((h, i) => el("th", { class: i >= 2 && i <= 6 ? "num" : null, text: h })))),
       el("tbody", {}, list.map((r) => el("tr", { "data-run": r.name },
-        el("td", { class: "name" }, el("strong", { text: r.name })),
+        el("td", { class: "name" }, el("strong", { text: r.name }),
+          (r.problems || []).map((m) => el("div", { class: "small problem", text: m }))), // a file that cannot be read
         el("td", { "data-label": head[1] }, r.stages.map((s) => el("span", { class: `chip state-${s.state}`, "data-stage": s.stage,
           title: [s.state, s.reason, s.state === "complete" ? "" : s.command].filter(Boolean).join(" — "),
           text: `${s.stage}${s.state === "complete" ? "" : ": " + s.state}` }))),
