@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from lmf_serve_server import ServerThread
+
 pytestmark = pytest.mark.slow
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -253,3 +255,37 @@ def test_each_page_fits_a_phone_screen(phone, server, name, tmp_path):
     fits_the_screen(phone, name)
     phone.screenshot(path=str(tmp_path / f"serve-phone-{name}.png"))  # to look at; not one of the README's
     assert phone.errors == []
+
+
+@pytest.fixture(scope="module")
+def damaged_server(runs_root, tmp_path_factory):
+    """A server over copies of the tiny run with a cut stats/clean.json, a cut Parquet file, and a
+    metrics.jsonl with lines of other shapes (a NaN, a step that is not a number, a list)."""
+    from lmforge.serve.app import create_app
+
+    root = tmp_path_factory.mktemp("damaged")
+    for name in ("stats-cut", "parquet-cut", "metrics-odd"):
+        shutil.copytree(runs_root / "tiny", root / name)
+    (root / "stats-cut" / "stats" / "clean.json").write_text('{"records": 3, "steps": {')
+    docs = sorted((root / "parquet-cut" / "docs").glob("*.parquet"))[0]
+    docs.write_bytes(docs.read_bytes()[:300])
+    with open(root / "metrics-odd" / "metrics.jsonl", "ab") as f:
+        f.write(b'{"kind": "train", "step": "x", "loss": 1}\n[1, 2]\n{"kind": "train", "step": 151, "loss": NaN}\n\xff\n')
+    with ServerThread(create_app(root)) as running:
+        yield running
+
+
+@pytest.mark.parametrize("run, name, words", [
+    ("stats-cut", "data", ["stats/clean.json", "--force clean"]), ("parquet-cut", "data", ["part-00000.parquet", "--force clean"]),
+    ("stats-cut", "runs", ["stats/clean.json"]), ("metrics-odd", "training", []),
+])
+def test_a_damaged_run_shows_which_file_and_the_fix(page, damaged_server, run, name, words):
+    page.goto(f"{damaged_server.url}{PAGES[name]}?run={run}")
+    page.wait_for_selector("body[data-ready]")
+    text = page.locator("main").inner_text()
+    assert all(w in text for w in words), text[:500]
+    uncaught = [e for e in page.errors if "Failed to load resource" not in e]  # a 409 is logged by the browser itself
+    assert uncaught == []
+    if name == "training":
+        assert page.locator(".notice.error").count() == 0
+        assert int(page.locator("#chart-loss").get_attribute("data-points")) > 100

@@ -23,7 +23,8 @@ LM.start(async () => {
 
   function draw() {
     const train = rows.filter((r) => r.kind === "train"), val = rows.filter((r) => r.kind === "val");
-    const pts = (list, key) => list.filter((r) => typeof r[key] === "number").map((r) => [r.step, r[key]]);
+    // a line of another shape (a step that is not a number, a NaN written as null) is left out of the charts
+    const pts = (list, key) => list.filter((r) => Number.isFinite(r.step) && Number.isFinite(r[key])).map((r) => [r.step, r[key]]);
     LM.lineChart(charts.loss, [{ name: "train loss", points: pts(train, "loss") },
       { name: "validation loss", points: pts(val, "val_loss"), dots: true, width: 2 }], { xLabel: "step" });
     LM.lineChart(charts.bpb, [{ name: "val bits/byte", points: pts(val, "val_bpb"), dots: true }], { xLabel: "step" });
