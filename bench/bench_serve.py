@@ -234,6 +234,7 @@ def main() -> None:
     from lmforge.serve.app import create_app
 
     print(f"cpus {os.cpu_count()}, torch threads {torch.get_num_threads()}, documents {args.docs:,}")
+    print(f"load average before: {load()}")
     runs = Path(args.work) / f"runs-{args.docs}"
     run = runs / "synthetic"
     done = run / "metrics.jsonl"
@@ -244,6 +245,11 @@ def main() -> None:
         bench_documents(client, run, args.repeats, args.docs)
         bench_first_token(client, run, args.repeats)
         bench_pages(server.url, args.repeats)
+    print(f"\nload average after: {load()}  (the figures are from a machine this busy; {os.cpu_count()} cpus)")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1, 5, 15 min)"
 
 
 if __name__ == "__main__":

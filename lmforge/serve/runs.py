@@ -180,13 +180,18 @@ def clean_stats(rd: ServedRun) -> dict:
     stats = rd.read_stats("clean")
     if stats is None:
         raise NotFound(f"{rd.root.name}: no stats/clean.json yet; make it with `lmforge run {rd.config} --until clean`")
-    steps = stats.get("steps") or {}
-    shaped = isinstance(steps, dict) and all(isinstance(c, dict) and all(_count(v) is not None or k == "seconds"
-                                                                          for k, v in c.items()) for c in steps.values())
-    if not shaped or not isinstance(stats.get("sources") or {}, (dict, list)):
+    if not _steps_shaped(stats.get("steps") or {}) or not isinstance(stats.get("sources") or {}, (dict, list)):
         raise Unreadable(f"{rd.root.name}/stats/clean.json does not have the clean stage's counts; "
                          f"make it again with {rd.remake('clean')}")
     return stats
+
+
+def _steps_shaped(steps) -> bool:
+    """Each step's in, out and dropped_* are counts (other keys, such as seconds, are not read)."""
+    return isinstance(steps, dict) and all(
+        isinstance(counts, dict) and all(_count(v) is not None for k, v in counts.items()
+                                         if k in ("in", "out") or k.startswith("dropped_"))
+        for counts in steps.values())
 
 
 def funnel(rd: ServedRun) -> dict:
