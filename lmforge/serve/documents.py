@@ -8,6 +8,7 @@ matches stops after a time budget and says so (``partial``) rather than reading 
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from contextlib import contextmanager
@@ -157,6 +158,7 @@ class DocumentBrowser:
         path = files[c.file]
         row = self.files.read_group(path, self.files.open(path), c.group).slice(c.row, 1).to_pylist()[0]
         text = row.get("text") if isinstance(row.get("text"), str) else ""
+        row = {k: _plain(v) for k, v in row.items()}
         row["text"], row["truncated"] = text[:DOC_TEXT_LIMIT], len(text) > DOC_TEXT_LIMIT
         row["cursor"], row["file"] = str(c), files[c.file].name
         return row
@@ -215,10 +217,20 @@ def _matches(table, filters: dict[str, str], q: str, start_row: int) -> list[int
 
 
 def _summary(table, i: int, cursor: Cursor) -> dict:
-    row = {name: table[name][i].as_py() for name in table.column_names if name != "text"}
+    row = {name: _plain(table[name][i].as_py()) for name in table.column_names if name != "text"}
     text = table["text"][i].as_py() if "text" in table.column_names else ""
+    text = text if isinstance(text, str) else ""
     row["preview"], row["chars"], row["cursor"] = (text or "")[:PREVIEW_CHARS], len(text or ""), str(cursor)
     return row
+
+
+def _plain(value):
+    """A Parquet value as JSON can send it: NaN and infinities as null, bytes as text."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value[:PREVIEW_CHARS]).decode("utf-8", errors="replace")
+    return value
 
 
 class WarcIndex:

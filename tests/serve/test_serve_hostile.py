@@ -28,6 +28,16 @@ def cut(path: Path, size: int) -> None:
     path.write_bytes(path.read_bytes()[:size])
 
 
+def odd_parquet(path: Path) -> None:
+    """Valid Parquet of other values than the clean stage writes: NaN, a null text, bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a", "b"], "url": ["u", None], "text": ["Title\nSome words here", None],
+                             "language": ["en", None], "language_score": [float("nan"), float("inf")],
+                             "raw": [b"\xff\xfe", b"ok"]}), path)
+
+
 DAMAGE = {
     "stats-cut": lambda r: cut(r / "stats" / "clean.json", 30),
     "stats-list": lambda r: (r / "stats" / "clean.json").write_text("[1, 2, 3]"),
@@ -39,6 +49,7 @@ DAMAGE = {
     "parquet-cut": lambda r: cut(first(r, "docs/*.parquet"), 200),
     "parquet-junk": lambda r: first(r, "docs/*.parquet").write_bytes(b"PAR1" + b"x" * 100 + b"PAR1"),
     "warc-junk": lambda r: first(r, "crawl/*.warc*").write_bytes(b"WARC/1.0\r\nnot a warc" * 50),
+    "parquet-odd": lambda r: odd_parquet(first(r, "docs/*.parquet")),
     "config-junk": lambda r: (r / "config.toml").write_text("[model\nseq_len = "),
     "tokenizer-junk": lambda r: (r / "tokenizer" / "tokenizer.json").write_text("{nope"),
     "checkpoint-junk": lambda r: (first(r, "checkpoints/step_*") / "model.safetensors").write_bytes(b"garbage"),
@@ -235,3 +246,11 @@ def test_a_symlinked_run_file_out_of_the_folder_is_refused_even_when_it_is_json(
         link.unlink()
         link.symlink_to("/etc/hostname")
     assert os.path.islink(link)
+
+
+def test_parquet_values_json_lacks_are_sent_as_null_or_text(hostile):
+    page = hostile.get("/api/runs/parquet-odd/documents?kind=docs").json()
+    assert [(r["language_score"], r["raw"], r["chars"]) for r in page["rows"]] == [(None, "\ufffd\ufffd", 21), (None, "ok", 0)]
+    doc = hostile.get("/api/runs/parquet-odd/document?kind=docs&cursor=0.0.1").json()
+    assert doc["text"] == "" and doc["language_score"] is None
+    assert hostile.get("/api/runs/parquet-odd/documents?kind=docs&q=words").json()["rows"][0]["id"] == "a"
