@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from lmforge.errors import LmforgeError
+from lmforge.sample.decode import Decoder
 
 if TYPE_CHECKING:
     from lmforge.model.config import ModelConfig
@@ -77,8 +78,9 @@ class Engine:
         self.model = model.eval()
         self.stop_ids = set(stop_ids or ())
         self.device = next(model.parameters()).device
+        self.decoder = Decoder(self.model)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
         """Yield up to ``max_new_tokens`` ids after ``prompt_ids``; stop before a stop token.
@@ -90,7 +92,7 @@ class Engine:
         for choice in self._choices(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache, 0):
             yield choice.id
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_choices(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                          top_p: float = 1.0, seed: int | None = None, alternatives: int = 5) -> Iterator["TokenChoice"]:
         """As ``generate`` (the same seed gives the same ids), each token with how sure the model was.
@@ -130,8 +132,9 @@ class Engine:
     def _cached_steps(self, ids: list[int], count: int) -> Iterator[torch.Tensor]:
         """Logits for each new position; ``ids`` grows by the caller's choice between yields."""
         seq_len = self.model.config.seq_len
+        self.decoder.refresh_if_changed()
         cache, pos = None, 0
-        for i in range(count):
+        for _ in range(count):
             if cache is None or pos >= seq_len:
                 # (Re)fill: the whole prompt at first, the last half window when the cache is full.
                 keep = ids[-seq_len:] if cache is None else ids[-(seq_len // 2):]
@@ -139,8 +142,7 @@ class Engine:
                 logits = self.model(torch.tensor([keep], device=self.device), kv_cache=cache, start_pos=0)[0]
                 pos = len(keep)
             else:
-                token = torch.tensor([[ids[-1]]], device=self.device)
-                logits = self.model(token, kv_cache=cache, start_pos=pos)[0]
+                logits = self.decoder.step(torch.tensor([ids[-1]], device=self.device), cache, pos)[:, None]
                 pos += 1
             yield logits[0, -1]
 
