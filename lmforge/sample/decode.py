@@ -78,7 +78,9 @@ class Decoder:
         self._refresh()
 
     def _weights_version(self) -> int:
-        return sum(p._version for p in self.model.parameters())
+        # Tensors made under torch.inference_mode keep no version counter; such a model is taken
+        # as never changing (rebuild the Engine after writing its weights).
+        return sum(0 if p.is_inference() else p._version for p in self.model.parameters())
 
     def _refresh(self) -> None:
         with torch.no_grad():

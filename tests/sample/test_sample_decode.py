@@ -50,6 +50,13 @@ def test_step_follows_weights_changed_after_the_engine_was_built():
     assert after != before
 
 
+def test_a_model_built_in_inference_mode_decodes():
+    with torch.inference_mode():
+        model = make_model()
+    assert list(Engine(model).generate([1, 2, 3], 12, temperature=0)) == \
+        list(Engine(model).generate([1, 2, 3], 12, temperature=0, use_cache=False))
+
+
 def test_generate_batch_equals_generate_one_prompt_at_a_time():
     model = make_model(n_kv_head=2)
     engine = Engine(model)
