@@ -4,33 +4,19 @@
 
 CHECKPOINT is a run directory or step folder (its model is exported with lmforge.model.gpt.to_hf, as
 `lmforge export-hf` does); without one, a randomly initialised model of the demo's shape (4 layers,
-256 wide, vocabulary 4096). Batch 1 runs ``lmforge.sample.engine.Engine.generate`` (temperature 0);
-batch 8 runs the same model and KV cache over 8 prompts at once (the engine generates one
-sequence). Both check that the tokens equal transformers' (do_sample=False, no stop token), and
-time each side in interleaved rounds (median), printing the tokens/s ratio (goal >= 1.5x).
+256 wide, vocabulary 4096). Batch 1 runs ``lmforge.sample.engine.Engine.generate`` (temperature 0),
+batch 8 ``Engine.generate_batch`` (8 prompts decoded together). Both check that the tokens equal
+transformers' (do_sample=False, no stop token) on --checks sets of random prompts, and time each
+side in interleaved rounds, printing the median tokens/s, their ratio (goal >= 1.5x) with the
+range of the per-round ratios, and the machine's load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
-
-
-def lmforge_batch_greedy(model, prompts, new: int):
-    """Greedy continuation of equal-length prompts (B, T) through the model's KV cache."""
-    import torch
-
-    with torch.no_grad():
-        cache = model.new_kv_cache(prompts.size(0), prompts.size(1) + new)
-        logits = model(prompts, kv_cache=cache, start_pos=0)[0][:, -1]
-        out, pos = [], prompts.size(1)
-        for _ in range(new):
-            token = logits.argmax(-1, keepdim=True)
-            out.append(token)
-            logits = model(token, kv_cache=cache, start_pos=pos)[0][:, -1]
-            pos += 1
-    return torch.cat(out, dim=1)
 
 
 def main() -> None:
@@ -40,6 +26,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, default=64, help="new tokens per sequence")
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--checks", type=int, default=3, help="prompt sets whose tokens must equal transformers'")
     args = ap.parse_args()
     import torch
 
@@ -62,7 +49,7 @@ def main() -> None:
         raise SystemExit(f"cannot compare with transformers: {e}")
     hf.generation_config.pad_token_id = 0
     vocab = model.config.vocab_size
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {model.num_params():,} parameters, "
+    print(f"load average {os.getloadavg()[0]:.2f}; torch {torch.__version__}, {torch.get_num_threads()} threads, {model.num_params():,} parameters, "
           f"{args.new} new tokens after {args.prompt_len}, median of {args.repeats} interleaved rounds")
     engine = Engine(model)
     for batch in (1, 8):
@@ -71,7 +58,7 @@ def main() -> None:
         def ours():
             if batch == 1:
                 return torch.tensor([list(engine.generate(prompts[0].tolist(), args.new, temperature=0))])
-            return lmforge_batch_greedy(model, prompts, args.new)
+            return torch.tensor(engine.generate_batch(prompts.tolist(), args.new))
 
         def theirs():
             with torch.no_grad():
@@ -79,18 +66,23 @@ def main() -> None:
                                    max_new_tokens=args.new, min_new_tokens=args.new)[:, args.prompt_len:]
 
         same = torch.equal(ours(), theirs())  # also the warm-up of both
+        for _ in range(args.checks - 1):
+            saved, prompts = prompts, torch.randint(0, vocab, (batch, args.prompt_len))
+            same = same and torch.equal(ours(), theirs())
+            prompts = saved
         times = {"lmforge": [], "transformers": []}
         for _ in range(args.repeats):
             for name, fn in (("lmforge", ours), ("transformers", theirs)):
                 t = time.perf_counter()
                 fn()
                 times[name].append(time.perf_counter() - t)
-        ms = {k: statistics.median(v) for k, v in times.items()}
-        tok_s = {k: batch * args.new / v for k, v in ms.items()}
+        tok_s = {k: batch * args.new / statistics.median(v) for k, v in times.items()}
+        rounds = [b / a for a, b in zip(times["lmforge"], times["transformers"])]
         print(f"batch {batch}: lmforge {tok_s['lmforge']:,.0f} tok/s, transformers generate() "
               f"{tok_s['transformers']:,.0f} tok/s, ratio {tok_s['lmforge'] / tok_s['transformers']:.2f}x "
-              f"(goal >= 1.5x); identical tokens: {same}", flush=True)
-
+              f"(rounds {min(rounds):.2f}-{max(rounds):.2f}x; goal >= 1.5x); identical tokens on "
+              f"{args.checks} prompt sets: {same}", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
 
 if __name__ == "__main__":
     main()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Iterator
 import torch
 
 from lmforge.errors import LmforgeError
+from lmforge.sample.decode import Decoder
 
 if TYPE_CHECKING:
     from lmforge.model.config import ModelConfig
@@ -77,8 +78,9 @@ class Engine:
         self.model = model.eval()
         self.stop_ids = set(stop_ids or ())
         self.device = next(model.parameters()).device
+        self.decoder = Decoder(self.model)
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                  top_p: float = 1.0, seed: int | None = None, use_cache: bool = True) -> Iterator[int]:
         """Yield up to ``max_new_tokens`` ids after ``prompt_ids``; stop before a stop token.
@@ -90,7 +92,7 @@ class Engine:
         for choice in self._choices(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache, 0):
             yield choice.id
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def generate_choices(self, prompt_ids: list[int], max_new_tokens: int, temperature: float = 1.0, top_k: int = 0,
                          top_p: float = 1.0, seed: int | None = None, alternatives: int = 5) -> Iterator["TokenChoice"]:
         """As ``generate`` (the same seed gives the same ids), each token with how sure the model was.
@@ -99,6 +101,43 @@ class Engine:
         temperature and filtering), so they say what the model believes, whatever the sampling.
         """
         yield from self._choices(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, True, alternatives)
+
+    @torch.inference_mode()
+    def generate_batch(self, prompts: list[list[int]], max_new_tokens: int) -> list[list[int]]:
+        """Greedy continuations of several prompts of equal length, decoded together.
+
+        Each row is what ``generate(prompt, max_new_tokens, temperature=0)`` gives (cut before its
+        first stop token), but one step computes every row with the same matrix products, which
+        costs little more than one row. The whole context stays in the cache, so prompt length plus
+        ``max_new_tokens`` must fit in seq_len.
+        """
+        lengths = {len(p) for p in prompts}
+        if not prompts or lengths == {0} or len(lengths) > 1:
+            raise LmforgeError(f"generate_batch needs prompts of one same length >= 1 (got lengths "
+                               f"{sorted(lengths)}); pad or group them by length, or use generate() per prompt")
+        length, seq_len = lengths.pop(), self.model.config.seq_len
+        if length + max_new_tokens > seq_len:
+            raise LmforgeError(f"{length} prompt tokens + {max_new_tokens} new ones exceed seq_len {seq_len}; "
+                               "ask for fewer tokens or use generate(), whose context slides")
+        if max_new_tokens < 1:
+            return [[] for _ in prompts]
+        self.decoder.refresh_if_changed()
+        cache = self.model.new_kv_cache(len(prompts), length + max_new_tokens)
+        logits = self.model(torch.tensor(prompts, device=self.device), kv_cache=cache, start_pos=0)[0][:, -1]
+        out, stopped = [], torch.zeros(len(prompts), dtype=torch.bool, device=self.device)
+        stop = torch.tensor(sorted(self.stop_ids), dtype=torch.long, device=self.device)
+        for pos in range(length, length + max_new_tokens):
+            tokens = logits.argmax(-1)
+            out.append(tokens)
+            if pos + 1 == length + max_new_tokens:
+                break
+            if self.stop_ids:  # all rows stopped: nothing more to decode
+                stopped |= torch.isin(tokens, stop)
+                if bool(stopped.all()):
+                    break
+            logits = self.decoder.step(tokens, cache, pos)
+        rows = torch.stack(out, dim=1).tolist()
+        return [_cut_at_stop(row, self.stop_ids) for row in rows]
 
     def _choices(self, prompt_ids, max_new_tokens, temperature, top_k, top_p, seed, use_cache,
                  alternatives) -> Iterator["TokenChoice"]:
@@ -130,8 +169,9 @@ class Engine:
     def _cached_steps(self, ids: list[int], count: int) -> Iterator[torch.Tensor]:
         """Logits for each new position; ``ids`` grows by the caller's choice between yields."""
         seq_len = self.model.config.seq_len
+        self.decoder.refresh_if_changed()
         cache, pos = None, 0
-        for i in range(count):
+        for _ in range(count):
             if cache is None or pos >= seq_len:
                 # (Re)fill: the whole prompt at first, the last half window when the cache is full.
                 keep = ids[-seq_len:] if cache is None else ids[-(seq_len // 2):]
@@ -139,10 +179,16 @@ class Engine:
                 logits = self.model(torch.tensor([keep], device=self.device), kv_cache=cache, start_pos=0)[0]
                 pos = len(keep)
             else:
-                token = torch.tensor([[ids[-1]]], device=self.device)
-                logits = self.model(token, kv_cache=cache, start_pos=pos)[0]
+                logits = self.decoder.step(torch.tensor([ids[-1]], device=self.device), cache, pos)[:, None]
                 pos += 1
             yield logits[0, -1]
+
+
+def _cut_at_stop(row: list[int], stop_ids: set[int]) -> list[int]:
+    for i, token in enumerate(row):
+        if token in stop_ids:
+            return row[:i]
+    return row
 
 
 def load_model(path: str | Path, device: str = "cpu", with_tokenizer: bool = True):
