@@ -69,7 +69,7 @@ class ExtractStep:
 
     fast: bool = False
     """Never run trafilatura's readability/jusText fallbacks. By default they run only when
-    trafilatura's own pass finds under 1,000 characters, which keeps their gain on short or odd
+    trafilatura's own pass finds under 250 characters, which keeps their gain on short or odd
     pages; ``true`` saves that second pass too, at some recall on such pages."""
     timeout_s: float | Off = 10.0
     """CPU seconds one page's extraction may take, plus ``timeout_s_per_mb`` per MB of HTML; a
