@@ -8,9 +8,9 @@ positives, false positives and false negatives (counted over the bag of tokens, 
 as it occurs) are normalised by their sum, and precision and recall are means over pages, F1
 their harmonic mean. The same over word 4-gram shingles (that benchmark's own unit) is printed
 beside it. Speed is pages per CPU-second of this process, each extractor warmed up on one page
-first, the median of ``--repeats`` passes.
+first, the median of ``--repeats`` passes taken in turns.
 
-    python bench/bench_extract.py [--repeats 3] [--data bench/data/extract]
+    python bench/bench_extract.py [--repeats 5] [--data bench/data/extract]
 """
 
 from __future__ import annotations
@@ -79,30 +79,35 @@ def extractors() -> dict:
     }
 
 
-def measure(fn, pages, repeats: int) -> tuple[list[str], float]:
-    fn(pages[0][1])  # imports and first-call set-up out of the timing
-    times, outs = [], []
+def measure(fns: dict, pages, repeats: int) -> tuple[dict, dict]:
+    """Each extractor's texts and its pages per CPU-second (median of ``repeats`` passes). The
+    passes take turns (one pass of each extractor, then the next round), so that a change in the
+    machine's load falls on all of them alike."""
+    for fn in fns.values():
+        fn(pages[0][1])  # imports and first-call set-up out of the timing
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    outs: dict[str, list[str]] = {}
     for _ in range(repeats):
-        t0 = time.process_time()
-        outs = [fn(html) for _, html, _ in pages]
-        times.append(time.process_time() - t0)
-    return outs, len(pages) / statistics.median(times)
+        for name, fn in fns.items():
+            t0 = time.process_time()
+            outs[name] = [fn(html) for _, html, _ in pages]
+            times[name].append(time.process_time() - t0)
+    return outs, {name: len(pages) / statistics.median(ts) for name, ts in times.items()}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--data", type=Path, default=Path(__file__).parent / "data" / "extract")
     args = ap.parse_args()
     pages = load_pages(args.data)
     print(f"threads: 1 (one process); machine cores: {os.cpu_count()}; load: {os.getloadavg()[0]:.1f}")
     print(f"pages: {len(pages)} (newspaper4k's test pages with their article text), repeats: {args.repeats}\n")
     print(f"{'extractor':<31} {'P':>6} {'R':>6} {'F1':>6}   {'F1 4-gram':>9}   {'pages/CPU-s':>11}")
-    rates = {}
-    for name, fn in extractors().items():
-        outs, rates[name] = measure(fn, pages, args.repeats)
-        p, r, f1 = scores([counts(gold, out, 1) for (_, _, gold), out in zip(pages, outs)])
-        f4 = scores([counts(gold, out, 4) for (_, _, gold), out in zip(pages, outs)])[2]
+    outs, rates = measure(extractors(), pages, args.repeats)
+    for name, texts in outs.items():
+        p, r, f1 = scores([counts(gold, out, 1) for (_, _, gold), out in zip(pages, texts)])
+        f4 = scores([counts(gold, out, 4) for (_, _, gold), out in zip(pages, texts)])[2]
         print(f"{name:<31} {p:6.3f} {r:6.3f} {f1:6.3f}   {f4:9.3f}   {rates[name]:11.1f}")
     base = rates["trafilatura (favor_precision)"]
     print(f"\nspeed of lmforge (default) / trafilatura favor_precision: {rates['lmforge (default)'] / base:.2f}x; "
