@@ -1,6 +1,6 @@
 """Main-text extraction quality and speed: lmforge vs trafilatura's default and resiliparse.
 
-The pages are the test pages of newspaper4k (bench/data/extract/: 19 news articles in 12
+The pages are the test pages of newspaper4k (bench/data/extract/: 19 news articles in 9
 languages, each with the article's text as its gold, see bench/data/README.md). Each extractor
 gets the same decoded HTML; its text is compared with the gold as in the ScrapingHub
 article-extraction benchmark: tokens are runs of word characters (``\\w+``), each page's true
