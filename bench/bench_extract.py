@@ -64,8 +64,13 @@ def scores(rows: list[tuple[float, float, float]]) -> tuple[float, float, float]
 
 def extractors() -> dict:
     import trafilatura
-    from resiliparse.extract.html2text import extract_plain_text
-    from resiliparse.parse.html import HTMLTree
+
+    try:
+        from resiliparse.extract.html2text import extract_plain_text
+        from resiliparse.parse.html import HTMLTree
+    except ImportError:
+        raise SystemExit("bench_extract.py compares with resiliparse: pip install resiliparse "
+                         "(or pip install -e '.[dev]')") from None
 
     from lmforge.clean.extract import clean_lines, extract_text
 
