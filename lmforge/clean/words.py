@@ -88,8 +88,25 @@ def word_tokens(text: str, language: str = "", korean: str = "spaces") -> list[s
             append(chunk[:-1])
             append(chunk[-1])
         else:
-            _split_chunk(chunk, out, prefix, suffix, contraction, infix)
+            split = _SPLITS.get(chunk)
+            if split is None:
+                split = _remember(chunk, prefix, suffix, contraction, infix)
+            out.extend(split)
     return out
+
+
+_SPLITS: dict[str, tuple[str, ...]] = {}
+"""Chunks already split: code and markup repeat the same few hundred (``foo()``, ``x.y``), and
+splitting one takes several regular expressions."""
+
+
+def _remember(chunk: str, prefix, suffix, contraction, infix) -> tuple[str, ...]:
+    if len(_SPLITS) > 200_000:  # bound the memory; a new corpus's chunks come in again
+        _SPLITS.clear()
+    out: list[str] = []
+    _split_chunk(chunk, out, prefix, suffix, contraction, infix)
+    _SPLITS[chunk] = split = tuple(out)
+    return split
 
 
 def _split_chunk(chunk: str, out: list, prefix, suffix, contraction, infix) -> None:
@@ -129,7 +146,8 @@ def _split_chunk(chunk: str, out: list, prefix, suffix, contraction, infix) -> N
 
 def is_symbol(token: str) -> bool:
     """True for a token made only of punctuation (datatrove's PUNCTUATION_SET test)."""
-    return all(ch in _punctuation() for ch in token)
+    marks = _punctuation()
+    return all(ch in marks for ch in token)
 
 
 def split_words(text: str) -> list[str]:

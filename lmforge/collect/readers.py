@@ -160,7 +160,8 @@ def decode_content_encoding(body: bytes, encoding: str | None, limit: int = 1 <<
 
 def _decode(body: bytes, encoding: str | None, limit: int = 1 << 30) -> tuple[bytes, str]:
     """(payload, state): state is ``plain`` (no encoding to undo), ``complete`` (decoded to its
-    end), ``cut`` (the compressed stream stops early: its start is returned) or ``not_encoded``
+    end), ``no_trailer`` (decoded to its end, but the check bytes after it are missing), ``cut``
+    (the compressed stream stops early: its start is returned) or ``not_encoded``
     (the bytes are not what the header says, e.g. stored already decoded: returned as they are)."""
     import zlib
 
@@ -173,7 +174,44 @@ def _decode(body: bytes, encoding: str | None, limit: int = 1 << 30) -> tuple[by
         out = unzip.decompress(body, limit)
     except zlib.error:
         return body, "not_encoded"
-    return out, "complete" if unzip.eof or unzip.unconsumed_tail else "cut"
+    if unzip.eof or unzip.unconsumed_tail:
+        return out, "complete"
+    return out, "no_trailer" if _deflate_ends(body, encoding) else "cut"
+
+
+def _deflate_ends(body: bytes, encoding: str) -> bool:
+    """Whether the compressed data itself ends in ``body`` (its last block is there) although
+    the check bytes after it are missing: the archive cut only the gzip trailer (CRC and size),
+    as in warcio's example-trunc.warc, so the payload is complete."""
+    import zlib
+
+    start = _compressed_start(body, encoding)
+    if start is None:
+        return False
+    raw = zlib.decompressobj(-15)
+    try:
+        raw.decompress(body[start:], 1 << 30)
+    except zlib.error:
+        return False
+    return raw.eof
+
+
+def _compressed_start(body: bytes, encoding: str) -> int | None:
+    """Offset of the deflate data after a gzip (RFC 1952) or zlib (RFC 1950) header; None if neither."""
+    if body[:2] == b"\x1f\x8b" and len(body) >= 10:
+        flags, pos = body[3], 10
+        if flags & 4:  # FEXTRA
+            pos += 2 + int.from_bytes(body[pos:pos + 2], "little")
+        for bit in (8, 16):  # FNAME, FCOMMENT: zero-terminated
+            if flags & bit:
+                end = body.find(b"\0", pos)
+                if end < 0:
+                    return None
+                pos = end + 1
+        return pos + 2 if flags & 2 else pos  # FHCRC
+    if encoding == "deflate" and body[:1] == b"\x78":
+        return 2
+    return None
 
 
 def _iter_warc(path: Path, text_field: str, skipped: Counter) -> Iterator[RawRecord]:
@@ -259,6 +297,8 @@ def _warc_record(rec, block: bytes, path: Path, skipped: Counter) -> RawRecord |
         return None
     if fault in ("content_encoding", "content_length"):
         skipped[f"kept_wrong_{fault}"] += 1
+    elif fault == "gzip_trailer":
+        skipped["kept_cut_gzip_trailer"] += 1
     ctype, charset = _parse_content_type(http_headers.get("content-type", ""))
     charset = charset or headers.get("WARC-Identified-Content-Charset", "") or None
     return RawRecord(body=body, content_type=ctype, charset=charset, extra={"status": status}, **meta)
@@ -270,7 +310,8 @@ def _http_response(block: bytes) -> tuple[int, dict, bytes, str | None] | None:
     The fault says how the HTTP headers misdescribe the stored payload: ``content_encoding`` (a
     payload stored decoded under ``Content-Encoding: gzip``, as in ClueWeb09), ``content_length``
     (a length that does not match a payload that is complete: it decodes to its end or closes
-    its ``</html>``), or ``cut`` (a payload that stops short, taken by the archive). Chunked
+    its ``</html>``), ``gzip_trailer`` (a gzip payload complete but for its 8 check bytes, cut
+    by the archive), or ``cut`` (a payload that stops short, taken by the archive). Chunked
     answers carry no length to check.
     """
     head = _split_http(block)
@@ -286,6 +327,8 @@ def _http_response(block: bytes) -> tuple[int, dict, bytes, str | None] | None:
         return status, headers, body, "content_encoding"
     if state == "cut":
         return status, headers, body, "cut"
+    if state == "no_trailer":
+        return status, headers, body, "gzip_trailer"
     length = headers.get("content-length", "")
     if chunked or not length.isdigit() or int(length) == stored or status in (204, 304):
         return status, headers, body, None
@@ -356,8 +399,11 @@ def _iter_arc(path: Path, text_field: str, skipped: Counter) -> Iterator[RawReco
         try:
             for rec in ArchiveIterator(stream, arc2warc=True):
                 seen += 1
-                if rec.rec_type != "response" or rec.http_headers is None:
+                if rec.rec_type != "response":
                     skipped[f"record_{rec.rec_type}"] += 1
+                    continue
+                if rec.http_headers is None:  # an ARC line with no HTTP answer after it
+                    skipped["bad_http_headers"] += 1
                     continue
                 ctype, charset = _parse_content_type(rec.http_headers.get_header("Content-Type", ""))
                 yield RawRecord(id=rec.rec_headers.get_header("WARC-Record-ID", ""),

@@ -68,3 +68,38 @@ def test_symbol_only_lines_are_removed_from_the_extracted_text():
     from lmforge.clean.extract import clean_lines
 
     assert clean_lines("Title\n-\n- a real item\n|---|---|\n* * *\n...\nEnd.") == "Title\n- a real item\n...\nEnd."
+
+
+def test_fallbacks_run_only_when_the_first_pass_finds_little(monkeypatch):
+    import lmforge.clean.extract as extract
+
+    calls = []
+    real = extract._trafilatura
+
+    def counting(tree, url, fallbacks):
+        calls.append(fallbacks)
+        return real(tree, url, fallbacks)
+
+    monkeypatch.setattr(extract, "_trafilatura", counting)
+    long_page = page("The river", paragraphs_html(RIVER))
+    assert len(extract_text(long_page)) >= extract.FALLBACK_CHARS and calls == [False]
+    calls.clear()
+    short_page = page("Bread", paragraphs_html("Baking bread at home is easier than most people think."))
+    assert len(extract_text(short_page)) < extract.FALLBACK_CHARS and calls == [False, True]
+    calls.clear()
+    extract_text(short_page, fast=True)
+    assert calls == [False]
+
+
+def test_inline_spans_are_unwrapped_block_spans_kept():
+    import lxml.html
+
+    from lmforge.clean.extract import _parse
+
+    html = ('<html><body><p>Call <code class="literal"><span class="pre">open()</span></code> or '
+            '<a href="#x"><span class="std std-ref">the guide</span></a>.'
+            '<span class="m-iconMember">[members]</span></p></body></html>')
+    tree = _parse(html)
+    spans = [s.get("class") for s in tree.iter("span")]
+    assert spans == ["m-iconMember"]  # only the span directly in the paragraph is left
+    assert tree.text_content() == lxml.html.fromstring(html).text_content()  # no text lost

@@ -242,6 +242,9 @@ def test_body_cut_by_the_archive_is_skipped_unless_it_says_so(tmp_path):
     assert read_one(tmp_path, plain_cut) == ([], Counter(short_payload=1))
     exact = http(PAGE, extra=f"Content-Length: {len(PAGE)}\r\n")
     assert read_one(tmp_path, exact) == ([PAGE], Counter())
+    # Only the gzip trailer (CRC, size) cut: the page is all there (warcio's example-trunc.warc).
+    no_trailer = http(compressed[:-3], extra=f"Content-Encoding: gzip\r\nContent-Length: {len(compressed)}\r\n")
+    assert read_one(tmp_path, no_trailer) == ([PAGE * 20], Counter(kept_cut_gzip_trailer=1))
 
 
 # ---------------------------------------------------------------- formats told by their bytes

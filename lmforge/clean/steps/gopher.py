@@ -161,7 +161,7 @@ class GopherQualityStep(Step):
         words = self.tokens(doc)
         if not words:
             return False, "too_few_words", "0"
-        real = [w for w in words if not is_symbol(w)]  # punctuation marks are not words here
+        real = [w for w in words if w.isalpha() or not is_symbol(w)]  # punctuation marks are not words here
         if s.min_words is not False and len(real) < s.min_words:
             return False, "too_few_words", str(len(real))
         if s.max_words is not False and len(real) > s.max_words:
@@ -184,7 +184,7 @@ class GopherQualityStep(Step):
         ends = sum(1 for ln in lines if ln.rstrip().endswith(ELLIPSES)) / len(lines)
         if _over(ends, s.max_ellipsis_lines_ratio):
             return False, "ellipsis_lines", f"{ends:.3f}"
-        alpha = sum(1 for w in words if any(ch.isalpha() for ch in w)) / n
+        alpha = sum(1 for w in words if w.isalpha() or any(ch.isalpha() for ch in w)) / n  # most words: the first test
         if s.min_alpha_words_ratio is not False and alpha < s.min_alpha_words_ratio:
             return False, "alpha_words_ratio", f"{alpha:.3f}"
         stop_words = STOP_WORDS.get(doc.language)
