@@ -99,11 +99,14 @@ def _funnel_section(rd: RunDir) -> list[str]:
 
 
 def _funnel_table(steps: dict) -> list[str]:
-    lines = ["| step | in | out | dropped (reason: count) | seconds |", "|---|---:|---:|---|---:|"]
+    timed = any("seconds" in c for c in steps.values())  # a source's funnel has no time of its own
+    lines = ["| step | in | out | dropped (reason: count) |" + (" seconds |" if timed else ""),
+             "|---|---:|---:|---|" + ("---:|" if timed else "")]
     for name, counts in steps.items():
         dropped = ", ".join(f"{k.removeprefix('dropped_')}: {v}" for k, v in counts.items()
                             if k.startswith("dropped_")) or "-"
-        lines.append(f"| {name} | {counts.get('in')} | {counts.get('out')} | {dropped} | {counts.get('seconds', '')} |")
+        lines.append(f"| {name} | {counts.get('in')} | {counts.get('out')} | {dropped} |"
+                     + (f" {counts.get('seconds', '')} |" if timed else ""))
     return lines + [""]
 
 
