@@ -110,7 +110,9 @@ def serve_demo(root: str | Path | None = None, port: int = 0, state_dir: Path | 
     """
     root = Path(root) if root else find_demo_root()
     if not root.is_dir():
-        raise LmforgeError(f"{'demo_root' if site == 0 else 'local_sites.root'} {root}: no such folder")
+        raise LmforgeError(f"demo_root {root}: no such folder" if site == 0 else
+                           f"collect.local_sites root {root}: no such folder; fix the path, or for "
+                           "configs/demo-ko.toml's Korean sites run `make korean-help`")
     port_file = state_dir / ("demo_port" if site == 0 else f"demo_port_{site}") if state_dir else None
     if port == 0 and port_file is not None:
         port = int(port_file.read_text() or 0) if port_file.exists() else DEMO_PORT + site
