@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     p.add_argument("seeds", nargs="*", help="start URLs (http or https)")
     p.add_argument("--seeds-file", help="file with one seed URL per line")
     p.add_argument("--out", default="crawl", help="output folder for WARC files and crawl state (default: crawl)")
-    p.add_argument("--demo", action="store_true", help="serve the python3-doc demo site on 127.0.0.1 and crawl it")
+    p.add_argument("--demo", action="store_true", help="serve the python3-doc demo site on 127.0.0.1 and crawl it "
+                   "(a --config's [[collect.local_sites]] are served and crawled in any case)")
     p.add_argument("--config", help="TOML config whose [collect] section sets the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set collect.max_pages=50 (repeatable)")
