@@ -28,7 +28,7 @@ def tiny_demo_ko(english_root: Path, runs: Path):
     """configs/demo-ko.toml with the tiny sites, a tiny model and a few steps."""
     data = tomllib.loads((ROOT / "configs" / "demo-ko.toml").read_text(encoding="utf-8"))
     data.update(runs_dir=str(runs), model={"n_layer": 2, "n_head": 2, "n_embd": 64, "seq_len": 64})
-    data["collect"].update(demo_root=str(english_root), max_pages=40, concurrency=4, per_host_concurrency=4,
+    data["collect"].update(demo_root=str(english_root), max_pages=200, concurrency=4, per_host_concurrency=4,
                            local_sites=[{"root": str(KO_SITE), "source": "ko"}])
     data["clean"]["workers"] = 1
     data["clean"]["gopher_quality"]["min_words"] = 20
