@@ -39,13 +39,15 @@ demo: $(DEMO_STAMP) python3-doc
 	@echo ""
 	@echo "See every stage in the browser:  $(BIN)/lmforge serve runs/demo   (then open http://127.0.0.1:8600/)"
 
-# The Korean half of demo-ko: LibreOffice's Korean help (Debian's libreoffice-help-ko), unpacked
-# into data/ without installing LibreOffice (apt-get download + dpkg -x need no root).
-KO_HELP := data/libreoffice-help-ko
+# The Korean websites of demo-ko: LibreOffice's Korean help (Debian's libreoffice-help-ko) and
+# the Korean Debian FAQ (debian-faq-ko), unpacked into data/ without installing them
+# (apt-get download + dpkg -x need no root); the demo serves them on 127.0.0.1 and crawls them.
 korean-help:
-	@if [ -d $(KO_HELP)/usr/share/libreoffice/help/ko ]; then :; else \
-		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download libreoffice-help-ko) && \
-		mkdir -p $(KO_HELP) && dpkg -x $$tmp/libreoffice-help-ko_*.deb $(KO_HELP) && rm -rf $$tmp; fi
+	@for pkg in libreoffice-help-ko debian-faq-ko; do \
+		if [ -d data/$$pkg/usr ]; then continue; fi; \
+		tmp=$$(mktemp -d) && (cd $$tmp && apt-get download $$pkg) && \
+		mkdir -p data/$$pkg.tmp && dpkg -x $$tmp/$${pkg}_*.deb data/$$pkg.tmp && \
+		mv data/$$pkg.tmp data/$$pkg && rm -rf $$tmp || exit 1; done
 
 demo-ko: $(DEMO_STAMP) python3-doc korean-help
 	$(BIN)/lmforge run configs/demo-ko.toml

@@ -104,7 +104,7 @@ def is_needed(stage: str, cfg: RunConfig) -> bool:
     """A run whose clean stage reads [[clean.inputs]] and that has no seeds has no crawl stage."""
     if stage == "crawl":
         c = cfg.collect
-        return bool(c.seeds or c.seeds_file or c.serve_demo) or not cfg.clean.inputs
+        return bool(c.seeds or c.seeds_file or c.serve_demo or c.local_sites) or not cfg.clean.inputs
     return True
 
 

@@ -85,13 +85,29 @@ def _funnel_section(rd: RunDir) -> list[str]:
     if steps:
         lines.append(f"Clean kept {_get(clean, 'docs')} of {_get(clean, 'records')} records "
                      f"({_get(clean, 'bytes_out')} bytes of text); rejects with their reasons are in rejects/.\n")
-        lines += ["| step | in | out | dropped (reason: count) | seconds |", "|---|---:|---:|---|---:|"]
-        for name, counts in steps.items():
-            dropped = ", ".join(f"{k.removeprefix('dropped_')}: {v}" for k, v in counts.items()
-                                if k.startswith("dropped_")) or "-"
-            lines.append(f"| {name} | {counts.get('in')} | {counts.get('out')} | {dropped} | {counts.get('seconds', '')} |")
-        lines.append("")
+        lines += _funnel_table(steps)
+    by_source = (clean or {}).get("source_steps") or {}
+    if len(by_source) > 1:
+        for source, source_steps in by_source.items():
+            counts = (clean.get("sources") or {}).get(source, {})
+            languages = ", ".join(f"{k[5:]}: {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])
+                                  if k.startswith("docs_"))
+            lines.append(f"### Source {source}: kept {counts.get('docs', 0)} of {counts.get('records', 0)} records "
+                         f"({counts.get('bytes_out', 0)} bytes of text; by language: {languages or '-'})\n")
+            lines += _funnel_table(source_steps)
     return lines
+
+
+def _funnel_table(steps: dict) -> list[str]:
+    timed = any("seconds" in c for c in steps.values())  # a source's funnel has no time of its own
+    lines = ["| step | in | out | dropped (reason: count) |" + (" seconds |" if timed else ""),
+             "|---|---:|---:|---|" + ("---:|" if timed else "")]
+    for name, counts in steps.items():
+        dropped = ", ".join(f"{k.removeprefix('dropped_')}: {v}" for k, v in counts.items()
+                            if k.startswith("dropped_")) or "-"
+        lines.append(f"| {name} | {counts.get('in')} | {counts.get('out')} | {dropped} |"
+                     + (f" {counts.get('seconds', '')} |" if timed else ""))
+    return lines + [""]
 
 
 def _tokens_section(rd: RunDir) -> list[str]:
@@ -104,6 +120,14 @@ def _tokens_section(rd: RunDir) -> list[str]:
     if shards:
         lines.append(f"Shards: {_get(shards, 'tokens')} tokens from {_get(shards, 'documents')} documents, "
                      f"{_get(shards, 'bytes_per_token')} bytes/token.\n")
+    languages = (shards or {}).get("languages") or {}
+    if languages:
+        split = next(iter(languages.values())).get("split", "val")
+        lines += [f"Bytes per token by language ({'held-out' if split == 'val' else 'all'} documents):\n",
+                  "| language | documents | bytes | tokens | bytes/token |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {lang} | {e['documents']} | {e['bytes']} | {e['tokens']} | {e['bytes_per_token']} |"
+                  for lang, e in languages.items()]
+        lines.append("")
     return lines
 
 
@@ -126,9 +150,23 @@ def _training_section(rd: RunDir, metrics: list[dict], plot: str | None) -> list
     speeds = sorted(m["tok_per_s"] for m in train if m.get("tok_per_s"))
     if speeds:
         lines.append(f"Median throughput {speeds[len(speeds) // 2]:,.0f} tokens/s.")
+    lines += _mixture_lines(stats.get("sources") or {})
     if plot:
         lines.append(f"\n![loss curve]({plot})")
     return lines + [""]
+
+
+def _mixture_lines(sources: dict) -> list[str]:
+    """Declared vs realised epochs per source (realised: tokens seen / the source's train tokens)."""
+    if not sources:
+        return []
+    lines = ["\nData mixture (epochs: tokens of the source seen by training / its train tokens):\n",
+             "| source | weight | train tokens | tokens seen | declared epochs | realised epochs |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, e in sources.items():
+        declared = "no cap" if e.get("declared_epochs") is None else e["declared_epochs"]
+        lines.append(f"| {name} | {e['weight']} | {e['tokens']} | {e['tokens_seen']} | {declared} | {e['epochs']} |")
+    return lines
 
 
 def _samples_section(rd: RunDir) -> list[str]:

@@ -10,6 +10,7 @@ rows, in proportion to the duplicates.
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -36,22 +37,36 @@ def write_outputs(folder: Path, indexes: list[int], c, stats: CleanStats, by_url
     in ``stats``), then write docs/ and rejects/ in the output order."""
     from lmforge.clean.dedup.stages import deduplicate, removed_rows
 
-    for step, counts in deduplicate(folder, indexes, c.exact_dedup, c.minhash_dedup, c.minhash, by_url,
-                                    map_fn, url=c.url_dedup).items():
+    dedup = deduplicate(folder, indexes, c.exact_dedup, c.minhash_dedup, c.minhash, by_url, map_fn, url=c.url_dedup)
+    for step, counts in dedup.items():
         stats.seconds[step] += counts.pop("seconds")
         stats.step(step).update(counts)
     removed = {i: removed_rows(folder, i) for i in indexes}  # as many entries as duplicates
     key = order_key(by_url)
     _write_docs((row for _, row in _merged(folder, indexes, "docs", key) if row["_row"] not in removed[row["_part"]]),
                 stats, docs_dir)
-    duplicates = ((k, _duplicate_row(row, removed[row["_part"]][row["_row"]]))
+    by_source: Counter = Counter()  # (source, step, reason) -> duplicates removed
+    duplicates = ((k, _duplicate_row(row, removed[row["_part"]][row["_row"]], by_source))
                   for k, row in _merged(folder, indexes, "docs", key) if row["_row"] in removed[row["_part"]])
     rows = heapq.merge(_merged(folder, indexes, "rejects", key), duplicates, key=lambda t: t[0])
     _write_rows((row for _, row in rows), _reject_schema(), rejects_dir)
+    _source_dedup_funnels(stats, list(dedup), by_source)
 
 
-def _duplicate_row(row: dict, removal: tuple[str, str, str]) -> dict:
+def _source_dedup_funnels(stats: CleanStats, steps: list[str], removed: Counter) -> None:
+    """Each source's counts of the dedup ``steps`` (in their order): what entered dedup is what
+    was kept plus what was removed."""
+    for source in {*stats.sources, *(s for s, _, _ in removed)}:
+        left = stats.sources[source]["docs"] + sum(n for (s, _, _), n in removed.items() if s == source)
+        for step in steps:
+            gone = {f"dropped_{why}": n for (s, st, why), n in removed.items() if s == source and st == step}
+            stats.source_step(source, step).update({"in": left, "out": left - sum(gone.values()), **gone})
+            left -= sum(gone.values())
+
+
+def _duplicate_row(row: dict, removal: tuple[str, str, str], by_source: Counter) -> dict:
     step, reason, kept = removal
+    by_source[(row["source"], step, reason)] += 1
     return {"id": row["id"], "url": row["url"], "source": row["source"], "step": step, "reason": reason,
             "detail": kept, "text": row["text"][:REJECT_TEXT_CHARS]}
 
@@ -82,7 +97,7 @@ def _write_docs(rows: Iterator[dict], stats: CleanStats, folder: Path) -> None:
         for row in rows:
             size = len(row["text"].encode("utf-8"))
             stats.totals.update(docs=1, bytes_out=size)
-            stats.sources[row["source"]].update(docs=1, bytes_out=size)
+            stats.sources[row["source"]].update({"docs": 1, "bytes_out": size, f"docs_{row['language'] or 'unknown'}": 1})
             yield {"id": row["id"], "url": row["url"], "source": row["source"], "text": row["text"],
                    "language": row["language"], "language_score": row["language_score"],
                    "n_words": len(split_words(row["text"])), "date": row["date"]}

@@ -19,7 +19,7 @@ from lmforge.clean.stats import CleanStats
 from lmforge.rundir import write_json_atomic
 
 PLAN = "plan.json"
-VERSION = 2
+VERSION = 3
 
 
 def open_parts(folder: Path, plan: dict) -> set[int]:
@@ -96,6 +96,7 @@ def _reject_row(r: Reject) -> dict:
 def _stats_dict(stats: CleanStats) -> dict:
     return {"steps": {name: dict(c) for name, c in stats.steps.items()}, "seconds": dict(stats.seconds),
             "skipped": dict(stats.skipped), "sources": {s: dict(c) for s, c in stats.sources.items()},
+            "source_steps": {s: {n: dict(c) for n, c in by.items()} for s, by in stats.source_steps.items()},
             "totals": dict(stats.totals), "unreadable": stats.unreadable}
 
 
@@ -107,6 +108,9 @@ def _stats(data: dict) -> CleanStats:
     stats.skipped.update(data["skipped"])
     for source, counts in data["sources"].items():
         stats.sources[source].update(counts)
+    for source, by_step in data.get("source_steps", {}).items():
+        for name, counts in by_step.items():
+            stats.source_step(source, name).update(counts)
     stats.totals.update(data["totals"])
     stats.unreadable.update(data.get("unreadable", {}))
     return stats

@@ -32,6 +32,12 @@ class InputFile:
     format: str
     source: str
     text_field: str
+    site_sources: tuple[tuple[str, str], ...] = ()
+    """(URL prefix, source) of the served sites of this run's crawl: a page under one of them
+    belongs to that source rather than ``source`` (crawl/sources.json; the longest prefix wins)."""
+
+    def source_of(self, url: str) -> str:
+        return next((name for prefix, name in self.site_sources if url.startswith(prefix)), self.source)
 
 
 @dataclass
@@ -107,12 +113,26 @@ def resolve_inputs(c: CleanConfig, rd) -> list[InputFile]:
                                "set [collect] seeds (or serve_demo = true) to crawl, or add [[clean.inputs]] "
                                "with path = 'data/*.warc.gz'")
         specs.insert(0, InputSpec(path=str(Path(rd.crawl) / "*.warc.gz"), format="warc", source="web"))
+    crawl = str(Path(rd.crawl) / "*.warc.gz")
     files = []
     for spec in specs:
+        sites = _site_sources(rd.crawl) if spec.path == crawl else ()
         for path in expand_inputs(spec.path):
             files.append(InputFile(len(files), str(path), spec.format, spec.source or _source_name(spec.path),
-                                   spec.text_field))
+                                   spec.text_field, sites))
     return files
+
+
+def _site_sources(crawl_dir) -> tuple[tuple[str, str], ...]:
+    """crawl/sources.json (written by a crawl of served sites) as (prefix, source), longest first."""
+    import json
+
+    from lmforge.collect.crawl import SITE_SOURCES
+
+    path = Path(crawl_dir) / SITE_SOURCES
+    if not path.is_file():
+        return ()
+    return tuple(sorted(json.loads(path.read_text(encoding="utf-8")).items(), key=lambda kv: -len(kv[0])))
 
 
 def _source_name(pattern: str) -> str:
@@ -151,7 +171,7 @@ def _shard_stats(shards: list[Shard], files: list[InputFile], c: CleanConfig, wo
     from lmforge.clean.parts import input_fingerprint, load_stats, open_parts
 
     settings = {k: v for k, v in asdict(c).items() if k not in ("workers", "executor")}  # neither changes results
-    plan = {"inputs": [[*input_fingerprint(f.path), f.format, f.source, f.text_field] for f in files],
+    plan = {"inputs": [[*input_fingerprint(f.path), f.format, f.source, f.text_field, f.site_sources] for f in files],
             "settings": settings, "shards": [[s.index, [f.index for f in s.files], s.slice, s.n_slices] for s in shards]}
     done = open_parts(folder, plan)
     if done:
@@ -230,9 +250,10 @@ def _process_record(record, f: InputFile, index: int, steps: list, c: CleanConfi
 
     stats = result.stats
     size = len(record.body) if record.body is not None else len((record.text or "").encode("utf-8"))
+    source = f.source_of(record.url) if f.site_sources else f.source
     stats.totals.update(records=1, bytes_in=size)
-    stats.sources[f.source].update(records=1, bytes_in=size)
-    doc = Document(record.id, record.url, f.source, "", date=record.date, order=(f.index, index),
+    stats.sources[source].update(records=1, bytes_in=size)
+    doc = Document(record.id, record.url, source, "", date=record.date, order=(f.index, index),
                    meta={RECORD: record})
     if not all(apply_step(step, doc, stats, result.rejects) for step in steps):
         return

@@ -17,6 +17,8 @@ class CleanStats:
         self.seconds: Counter = Counter()
         self.skipped: Counter = Counter()
         self.sources: dict[str, Counter] = defaultdict(Counter)
+        self.source_steps: dict[str, dict[str, Counter]] = defaultdict(dict)
+        """The funnel of each source: source -> step -> ``in``, ``out``, ``dropped_<reason>``."""
         self.totals: Counter = Counter()
         self.unreadable: dict[str, str] = {}
         """Input files that could not be read at all: path -> reason."""
@@ -25,6 +27,9 @@ class CleanStats:
         """The counter of ``name``; steps keep the order in which they first count."""
         return self.steps.setdefault(name, Counter({"in": 0, "out": 0}))
 
+    def source_step(self, source: str, name: str) -> Counter:
+        return self.source_steps[source].setdefault(name, Counter({"in": 0, "out": 0}))
+
     def merge(self, other: "CleanStats") -> None:
         for name, counts in other.steps.items():
             self.step(name).update(counts)
@@ -32,6 +37,9 @@ class CleanStats:
         self.skipped.update(other.skipped)
         for source, counts in other.sources.items():
             self.sources[source].update(counts)
+        for source, steps in other.source_steps.items():
+            for name, counts in steps.items():
+                self.source_step(source, name).update(counts)
         self.totals.update(other.totals)
         self.unreadable.update(other.unreadable)
 
@@ -41,7 +49,9 @@ class CleanStats:
         kept = {k[5:]: v for k, v in self.skipped.items() if k.startswith("kept_")}
         return {"records": 0, "docs": 0, **dict(self.totals), "reader_skipped": skipped,
                 "reader_kept_despite": kept, "unreadable": dict(sorted(self.unreadable.items())),
-                "steps": steps, "sources": {s: dict(c) for s, c in sorted(self.sources.items())}}
+                "steps": steps, "sources": {s: dict(c) for s, c in sorted(self.sources.items())},
+                "source_steps": {s: {name: dict(c) for name, c in by_step.items()}
+                                 for s, by_step in sorted(self.source_steps.items())}}
 
 
 def log_unreadable(stats: dict) -> None:

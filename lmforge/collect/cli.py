@@ -11,7 +11,8 @@ def register(subparsers) -> None:
     p.add_argument("seeds", nargs="*", help="start URLs (http or https)")
     p.add_argument("--seeds-file", help="file with one seed URL per line")
     p.add_argument("--out", default="crawl", help="output folder for WARC files and crawl state (default: crawl)")
-    p.add_argument("--demo", action="store_true", help="serve the python3-doc demo site on 127.0.0.1 and crawl it")
+    p.add_argument("--demo", action="store_true", help="serve the python3-doc demo site on 127.0.0.1 and crawl it "
+                   "(a --config's [[collect.local_sites]] are served and crawled in any case)")
     p.add_argument("--config", help="TOML config whose [collect] section sets the defaults")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a config key, e.g. --set collect.max_pages=50 (repeatable)")
@@ -68,16 +69,19 @@ def _cmd_crawl(args) -> int:
 
     cfg = _collect_config(args)
     seeds = [*check_seeds(args.seeds), *load_seeds(cfg)]
-    if not seeds and not args.demo:
+    if not seeds and not args.demo and not cfg.local_sites:
         raise LmforgeError("nothing to crawl: give seed URLs, --seeds-file FILE or --demo")
     out = writable_folder(args.out, "--out")
     with contextlib.ExitStack() as stack:
         stack.enter_context(RunLock(out))  # two crawls into one folder would interleave their WARC records
-        if args.demo:
-            from lmforge.collect.demo_site import serve_demo
+        if args.demo or cfg.local_sites:
+            from lmforge.collect.crawl import write_site_sources
+            from lmforge.collect.demo_site import serve_sites
 
-            base = stack.enter_context(serve_demo(cfg.demo_root or None, state_dir=out / "state"))
-            seeds.insert(0, base + "/")
+            cfg.serve_demo = args.demo
+            sites = stack.enter_context(serve_sites(cfg, state_dir=out / "state"))
+            write_site_sources(out, sites)
+            seeds[:0] = [s.seed for s in sites]
         stats = crawl(cfg, out, seeds, progress=not args.quiet)
     print(json.dumps(stats))
     return 0

@@ -15,6 +15,21 @@ def default_helper_processes() -> int:
 
 
 @dataclass
+class LocalSite:
+    """``[[collect.local_sites]]``: a folder of HTML served on 127.0.0.1 and crawled, like the demo site."""
+
+    root: str = ""
+    """The folder; one without index.html gets a generated page at ``/`` linking all its HTML pages."""
+    start: str = "/"
+    """Path of the crawl's seed on the site (``/index.ko.html``)."""
+    source: str = ""
+    """The clean stage's source name for the site's pages (empty: the folder's name)."""
+
+    def validate(self) -> list[str]:
+        return [] if self.root else ["root: missing (a folder of HTML pages)"]
+
+
+@dataclass
 class CollectConfig:
     """``[collect]``: the crawler. With no seeds and ``serve_demo = false`` the stage is skipped."""
 
@@ -30,6 +45,8 @@ class CollectConfig:
     """Serve Debian's python3-doc HTML on 127.0.0.1 and crawl it (the demo website)."""
     demo_root: str = ""
     """Folder served by ``serve_demo``; empty finds /usr/share/doc/python3*/html."""
+    local_sites: list[LocalSite] = field(default_factory=list)
+    """More folders of HTML served on 127.0.0.1 (each on its own port) and crawled with the demo site."""
     scope: str = "host"
     """Which links are followed: ``host`` (the seeds' hosts), ``hosts`` (``allowed_hosts``), ``prefix`` (under a seed URL)."""
     allowed_hosts: list[str] = field(default_factory=list)

@@ -54,17 +54,29 @@ def check_seeds(seeds: list[str]) -> list[str]:
 def run_stage(cfg, rd) -> dict:
     """The pipeline stage: crawl ``cfg.collect`` into ``rd.crawl``; resumes an interrupted crawl."""
     collect = cfg.collect
-    if not (collect.seeds or collect.seeds_file or collect.serve_demo):
+    if not (collect.seeds or collect.seeds_file or collect.serve_demo or collect.local_sites):
         raise LmforgeError("crawl: no page was fetched: the config has no seeds; set [collect] seeds = "
                            "[\"https://...\"] (or seeds_file, or serve_demo = true for the demo site), or give the "
                            "clean stage files with [[clean.inputs]] path = \"data/*.warc.gz\"")
     rd.crawl.mkdir(parents=True, exist_ok=True)
-    if not collect.serve_demo:
+    if not (collect.serve_demo or collect.local_sites):
         return crawl(collect, rd.crawl, load_seeds(collect))
-    from lmforge.collect.demo_site import serve_demo
+    from lmforge.collect.demo_site import serve_sites
 
-    with serve_demo(collect.demo_root or None, state_dir=rd.crawl / "state") as base:
-        return crawl(collect, rd.crawl, [base + "/", *load_seeds(collect)])
+    with serve_sites(collect, state_dir=rd.crawl / "state") as sites:
+        write_site_sources(rd.crawl, sites)
+        return crawl(collect, rd.crawl, [*(s.seed for s in sites), *load_seeds(collect)])
+
+
+SITE_SOURCES = "sources.json"
+"""In a crawl folder: ``{site URL prefix: source name}`` of the sites served for it, which the
+clean stage uses to name each page's source (the demo site 'web', a Korean site 'ko', ...)."""
+
+
+def write_site_sources(out_dir: Path, sites) -> None:
+    from lmforge.rundir import write_json_atomic
+
+    write_json_atomic(Path(out_dir) / SITE_SOURCES, {s.base: s.source for s in sites})
 
 
 def crawl(cfg: CollectConfig, out_dir: str | Path, seeds: list[str], progress: bool = True) -> dict:

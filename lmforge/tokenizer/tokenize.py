@@ -259,4 +259,18 @@ def run_stage(cfg, rd) -> dict:
     tcfg = cfg.tokenizer
     files = doc_files(rd.docs)
     out = rd.reset_dir(rd.tokens)
-    return tokenize_docs(files, rd.tokenizer, out, cfg.seed, tcfg.val_fraction, tcfg.shard_tokens, tcfg.workers)
+    stats = tokenize_docs(files, rd.tokenizer, out, cfg.seed, tcfg.val_fraction, tcfg.shard_tokens, tcfg.workers)
+    stats["languages"] = language_compression(files, rd.tokenizer, cfg.seed, tcfg.val_fraction)
+    return stats
+
+
+def language_compression(files: list[Path], tokenizer_dir: Path, seed: int, val_fraction: float) -> dict:
+    """Bytes per token of each language's held-out documents (all documents when none is held
+    out): how well the one tokenizer serves each language of the corpus."""
+    from lmforge.tokenizer.bpe import Tokenizer
+    from lmforge.tokenizer.stats import tokenizer_stats
+
+    tok = Tokenizer.load(tokenizer_dir)
+    split = "val" if val_fraction > 0 else "all"
+    return {lang: {**entry, "split": split}
+            for lang, entry in tokenizer_stats(tok, files, seed, val_fraction, split, longest=0)["languages"].items()}

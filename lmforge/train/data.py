@@ -73,6 +73,8 @@ class Source:
     weight: float
     max_windows: float
     """Windows this source may give in all (epochs cap times windows per epoch; inf = no cap)."""
+    declared_epochs: float | None = None
+    """The epochs cap of cfg.train.epochs (None: no cap)."""
     used: int = 0
     _order: np.ndarray | None = field(default=None, repr=False)
     _order_epoch: int = -1
@@ -131,6 +133,14 @@ class TrainLoader:
     def epochs_done(self) -> dict[str, float]:
         return {s.name: round(s.used / s.windows, 4) for s in self.sources}
 
+    def source_report(self) -> dict[str, dict]:
+        """Per source: its mixture weight, train tokens, tokens seen so far (predicted positions)
+        and the epochs they make, beside the declared cap."""
+        total = sum(s.weight for s in self.sources) or 1.0
+        return {s.name: {"weight": round(s.weight / total, 4), "tokens": s.stream.total,
+                         "tokens_seen": s.used * self.seq_len, "declared_epochs": s.declared_epochs,
+                         "epochs": round(s.used * self.seq_len / s.stream.total, 4)} for s in self.sources}
+
     def state(self) -> dict:
         """Position to save in a checkpoint (JSON-serialisable)."""
         return {"sequences": self.sequences, "used": self.counts(), "rng": self.rng.bit_generator.state}
@@ -159,7 +169,7 @@ def _make_sources(tokens_dir, manifest, seq_len, mixture, epochs, log) -> list[S
         weight = float(mixture.get(name, 0.0)) if mixture else float(stream.total)
         cap = epochs.get(name)
         max_windows = math.inf if cap is None else max(1, round(cap * windows))
-        sources.append(Source(name, i, stream, windows, weight, max_windows))
+        sources.append(Source(name, i, stream, windows, weight, max_windows, cap))
     if not sources:
         raise LmforgeError(f"no source has at least seq_len + 1 = {seq_len + 1} train tokens; "
                            "collect more text or lower model.seq_len")

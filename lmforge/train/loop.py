@@ -393,7 +393,7 @@ class Trainer:
         stats = {"steps": self.step, "tokens": self.tokens_seen, "params": self.model.num_params(),
                  "final_loss": losses[-1] if losses else None, "world_size": self.env.world_size,
                  "device": self.env.device, "data_exhausted": exhausted, "windows_per_source": self.loader.counts(),
-                 "train_seconds": round(seconds, 2)}
+                 "sources": self.loader.source_report(), "train_seconds": round(seconds, 2)}
         if losses:
             stats["tok_per_s"] = round(self.tokens_per_step * len(losses) / seconds, 1)
         if val:

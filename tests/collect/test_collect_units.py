@@ -147,6 +147,33 @@ def test_demo_site_serves_pages_and_its_robots(tmp_path):
     assert (tmp_path / "state" / "demo_port").read_text() == base.rsplit(":", 1)[1]
 
 
+def test_local_sites_each_on_a_port_with_a_generated_index(tmp_path):
+    import requests
+
+    from lmforge.collect.config import CollectConfig, LocalSite
+    from lmforge.collect.demo_site import serve_sites
+
+    help_root, faq_root = tmp_path / "help", tmp_path / "faq"
+    (help_root / "ko" / "text").mkdir(parents=True)
+    (help_root / "ko" / "text" / "b.html").write_text("<p>나</p>")
+    (help_root / "a.html").write_text("<p>가</p>")
+    (help_root / "logo.png").write_bytes(b"png")
+    faq_root.mkdir()
+    (faq_root / "index.ko.html").write_text("<a href='x.ko.html'>x</a>")
+    (faq_root / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
+    cfg = CollectConfig(local_sites=[LocalSite(str(help_root), source="ko"),
+                                     LocalSite(str(faq_root), start="/index.ko.html", source="faq")])
+    with serve_sites(cfg, state_dir=tmp_path / "state") as sites:
+        (help_site, faq_site) = sites
+        assert help_site.base != faq_site.base and help_site.seed == help_site.base
+        assert faq_site.seed == faq_site.base + "index.ko.html" and (help_site.source, faq_site.source) == ("ko", "faq")
+        index = requests.get(help_site.base, timeout=5).text  # no index.html: every page, linked
+        assert '<a href="a.html">' in index and '<a href="ko/text/b.html">' in index and "logo.png" not in index
+        assert requests.get(help_site.base + "robots.txt", timeout=5).text == "User-agent: *\nDisallow:\n"
+        assert "Disallow: /private/" in requests.get(faq_site.base + "robots.txt", timeout=5).text
+    assert (tmp_path / "state" / "demo_port_2").read_text() == faq_site.base.rstrip("/").rsplit(":", 1)[1]
+
+
 def test_a_runs_demo_site_takes_the_fixed_port_when_free(tmp_path):
     """The same URLs in every run of the demo (they key the split), another port when it is taken."""
     import socket

@@ -89,6 +89,7 @@ def test_all_sources_capped_ends_training_with_a_message(token_run):
                   log=lines.append)
     assert stats["data_exhausted"] and stats["steps"] == 70
     assert stats["windows_per_source"] == {"a": 187, "b": 93}
+    assert stats["sources"]["a"]["declared_epochs"] == 1.0 and stats["sources"]["a"]["tokens_seen"] == 187 * 32
     assert any("epoch cap" in line and "stopping at step 70" in line for line in lines)
     assert latest_checkpoint(token_run.checkpoints).name == "step_70"
 

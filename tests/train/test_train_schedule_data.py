@@ -63,6 +63,11 @@ def test_epoch_cap_stops_a_source_and_then_the_loader(tmp_path):
         batches += 1
     assert ld.counts() == {"a": 200, "b": 500}
     assert batches == 700 // 4
+    # realised epochs: tokens seen (predicted positions) / the source's train tokens
+    report = ld.source_report()
+    assert report["a"] == {"weight": round(1601 / 17602, 4), "tokens": 1601, "tokens_seen": 3200,
+                           "declared_epochs": 2, "epochs": round(3200 / 1601, 4)}
+    assert report["b"]["tokens_seen"] == 8000 and report["b"]["epochs"] == round(8000 / 16001, 4)
     assert ld.next_batch() is None
 
 

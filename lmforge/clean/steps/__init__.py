@@ -92,7 +92,9 @@ def apply_step(step, doc: Document, stats, rejects: list[Reject]) -> bool:
     """Run ``step.filter(doc)``; count ``in``/``out``/``dropped_<reason>`` (and the step's own
     counters) in ``stats`` and keep the reject."""
     counts = stats.step(step.name)
+    own = stats.source_step(doc.source, step.name)  # the source's funnel
     counts["in"] += 1
+    own["in"] += 1
     t0 = time.perf_counter()
     verdict = step.filter(doc)
     stats.seconds[step.name] += time.perf_counter() - t0
@@ -102,9 +104,11 @@ def apply_step(step, doc: Document, stats, rejects: list[Reject]) -> bool:
         extra.clear()
     if verdict is True:
         counts["out"] += 1
+        own["out"] += 1
         return True
     _, reason, *detail = verdict
     counts[f"dropped_{reason}"] += 1
+    own[f"dropped_{reason}"] += 1
     rejects.append(Reject.of(doc, step.name, reason, str(detail[0]) if detail else "", REJECT_TEXT_CHARS))
     return False
 
