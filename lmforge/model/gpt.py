@@ -187,10 +187,12 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)  # GPT-2 / nanoGPT
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, start_pos: int = 0):
+                kv_cache: KVCache | None = None, start_pos: int = 0, return_logits: bool = True):
         """Logits (B, T, vocab) and, given targets, the mean cross-entropy (targets of -1 are ignored).
 
         With ``kv_cache``, ``idx`` holds the tokens at positions start_pos .. start_pos + T - 1.
+        ``return_logits=False`` with targets (training): the loss alone, computed chunk by chunk
+        without holding the logits (:mod:`lmforge.model.loss`; the same value and gradients).
         """
         T = idx.size(1)
         if start_pos + T > self.config.seq_len:
@@ -200,7 +202,13 @@ class GPT(nn.Module):
         x = self.embed_tokens(idx)
         for block in self.layers:
             x = block(x, cos, sin, kv_cache, start_pos)
-        logits = self.lm_head(self.norm(x))
+        x = self.norm(x)
+        if targets is not None and not return_logits:
+            from lmforge.model.loss import linear_cross_entropy
+
+            return None, linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.reshape(-1),
+                                              self.config.logit_softcap)
+        logits = self.lm_head(x)
         if self.config.logit_softcap:
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits.float() / cap)

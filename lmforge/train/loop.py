@@ -285,7 +285,7 @@ class Trainer:
             elif not last and self.env.world_size > 1:
                 sync = self.forward_model.no_sync()
             with sync, self._autocast():
-                _, loss = self.forward_model(x, y)
+                _, loss = self.forward_model(x, y, return_logits=False)
                 loss = loss / self.tc.grad_accum
             self.scaler.scale(loss).backward()
             total += loss.detach()
