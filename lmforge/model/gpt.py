@@ -124,6 +124,21 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+class _ReLUSquared(torch.autograd.Function):
+    """relu(x)² with a two-pass backward (2 relu(x) * grad) instead of autograd's four (pow, mul, mul, mask)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad):
+        (r,) = ctx.saved_tensors
+        return torch.mul(grad, r).mul_(2.0)
+
+
 class MLP(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x)); or ReLU²: down(relu(up(x))^2), two matrices, no gate."""
 
@@ -138,7 +153,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         if self.relu2:
-            return self.down_proj(F.relu(self.up_proj(x)).square())
+            return self.down_proj(_ReLUSquared.apply(self.up_proj(x)))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 

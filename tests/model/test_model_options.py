@@ -137,3 +137,11 @@ def test_fused_head_loss_equals_the_logits_path_in_value_and_gradients(kw):
     torch.testing.assert_close(fused, ref.double(), atol=1e-6, rtol=1e-6)
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, atol=1e-7, rtol=1e-5)
+
+
+def test_relu2_matches_relu_squared_with_autograd():
+    from lmforge.model.gpt import _ReLUSquared
+
+    x = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_ReLUSquared.apply, (x,))
+    torch.testing.assert_close(_ReLUSquared.apply(x), torch.relu(x) ** 2)
