@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import torch
 
-CHUNK_ELEMENTS = 2**18  # logits per chunk: 1 MiB in float32, an L2 cache of most CPUs
+CHUNK_ELEMENTS = 2**18  # logits per chunk on a CPU: 1 MiB in float32, an L2 cache of most CPUs
+GPU_CHUNK_ELEMENTS = 2**26  # on a GPU few large chunks (256 MiB), so kernel launches stay few
 
 
-def _rows_per_chunk(vocab: int) -> int:
-    return max(16, CHUNK_ELEMENTS // vocab)
+def _rows_per_chunk(vocab: int, device: torch.device) -> int:
+    return max(16, (CHUNK_ELEMENTS if device.type == "cpu" else GPU_CHUNK_ELEMENTS) // vocab)
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -36,7 +37,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         total = torch.zeros((), device=h.device, dtype=acc)
         grad_h = torch.empty_like(h) if grads else None
         grad_w = torch.zeros(weight.shape, device=weight.device, dtype=acc) if grads else None
-        step = _rows_per_chunk(weight.size(0))
+        step = _rows_per_chunk(weight.size(0), h.device)
         for s in range(0, h.size(0), step):
             hc, yc = h[s:s + step], safe[s:s + step]
             z = (hc @ weight.T).to(acc)
