@@ -305,6 +305,7 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true")
     ap.add_argument("--only", metavar="NAMES", help="with --ablations: just these (comma-separated, e.g. "
                     "qk_norm=False,mlp=swiglu) and no (a)/(b)/(c) comparison, so a long list splits into runs")
+    ap.add_argument("--ablation-seed", type=int, default=0, help="the seed of the ablation runs")
     ap.add_argument("--small", action="store_true", help="n_embd 128, seq_len 128: 4x cheaper steps")
     ap.add_argument("--keep", metavar="DIR", help="build the data in DIR (kept) instead of a temp folder")
     args = ap.parse_args()
@@ -336,8 +337,9 @@ def main() -> None:
                 if unknown:
                     raise SystemExit(f"--only: unknown {', '.join(unknown)}; one of {', '.join(variants)}")
                 variants = {k: v for k, v in variants.items() if k in wanted}
-            print("\nablations of (c), seed 0, each with one setting changed:")
-            compare(root, {"(c) defaults": defaults, **variants}, [0], args.seconds, args.threads, val_bytes)
+            print(f"\nablations of (c), seed {args.ablation_seed}, each with one setting changed:")
+            compare(root, {"(c) defaults": defaults, **variants}, [args.ablation_seed], args.seconds, args.threads,
+                    val_bytes)
 
 
 def main_comparison(root: Path, recipes: dict, args, val_bytes: int) -> None:
