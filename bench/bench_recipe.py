@@ -10,7 +10,7 @@ byte over all the held-out windows.
   (a) nanogpt  a plain nanoGPT-style GPT written below: LayerNorm, learned positions, GELU, AdamW,
                cosine, float32.
   (b) before   lmforge with everything this recipe adds turned off: AdamW, cosine, float32.
-  (c) defaults lmforge with the settings of configs/demo.toml (Muon, WSD, dtype auto, the options).
+  (c) defaults lmforge with the settings of configs/demo.toml (the recipe its --ablations chose).
 
 Equal wall-clock, on a machine that may be shared: each recipe's step is first timed in interleaved
 rounds (the fastest round), then it trains for ``seconds / median step time`` steps; the real elapsed time is
