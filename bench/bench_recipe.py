@@ -288,8 +288,12 @@ def ablations(defaults: dict) -> dict:
     out[f"logit_softcap={0.0 if cap else 15.0}"] = {"model": {**model, "logit_softcap": 0.0 if cap else 15.0},
                                                    "train": defaults["train"]}
     t = defaults["train"]
-    out["optimizer=adamw"] = {"model": model, "train": {**t, "optimizer": "adamw", "lr": 3e-3}}
-    out["schedule=cosine"] = {"model": model, "train": {**t, "schedule": "cosine"}}
+    if t.get("optimizer") == "muon":
+        out["optimizer=adamw"] = {"model": model, "train": {**t, "optimizer": "adamw", "lr": 3e-3}}
+    else:
+        out["optimizer=muon"] = {"model": model, "train": {**t, "optimizer": "muon"}}
+    other = "cosine" if t.get("schedule", "cosine") == "wsd" else "wsd"
+    out[f"schedule={other}"] = {"model": model, "train": {**t, "schedule": other}}
     from lmforge.train.resources import cpu_has_native_bf16
 
     if t.get("dtype") != "auto" or cpu_has_native_bf16():  # else auto is float32 here: the same as (c)
