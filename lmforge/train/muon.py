@@ -6,7 +6,8 @@ decay, lr scaled by sqrt(max(1, rows / cols)). Two things differ, both for speed
 
 - torch runs Newton–Schulz in bfloat16 always. That is right on a GPU or a CPU with native bf16
   (AMX, avx512_bf16), but a CPU without it emulates bf16 matmuls some 50x slower than float32:
-  on such a CPU the optimizer step alone took 18 s at the demo's shape. ``ns_dtype`` chooses.
+  on such a CPU a step of the demo's shape took 11.8 s with torch's Muon, 2.4 s with this one.
+  ``ns_dtype`` chooses.
 - The matrices of one shape (a model's q, k, v, o of all layers; its MLP's up and, transposed,
   down) are stacked and orthogonalised with batched matmuls, one call per shape instead of one
   per matrix (as modded-nanogpt batches them).
