@@ -74,35 +74,33 @@ class Muon(torch.optim.Muon):
 
     def _update(self, group: dict, params: list, grads: list, bufs: list) -> None:
         momentum, lr = group["momentum"], float(group["lr"])
-        sharded = any(_is_dtensor(p) for p in params)
-        if sharded:
-            for buf, g in zip(bufs, grads):
-                buf.lerp_(g, 1 - momentum)
-            updates = [g.lerp(buf, momentum) if group["nesterov"] else buf for g, buf in zip(grads, bufs)]
-        else:
-            torch._foreach_lerp_(bufs, grads, 1 - momentum)
-            updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+        decay = 1 - lr * group["weight_decay"]
         ns = dict(coefficients=group["ns_coefficients"], steps=group["ns_steps"], eps=group["eps"])
-        if group["weight_decay"]:
-            if sharded:
-                for p in params:
-                    p.mul_(1 - lr * group["weight_decay"])
-            else:
-                torch._foreach_mul_(params, 1 - lr * group["weight_decay"])
-        if sharded:
-            for p, u in zip(params, updates):
-                tall = u.size(0) > u.size(1)
-                o = newton_schulz((u.mT if tall else u).to(self.ns_dtype), **ns)
-                p.add_(o.mT if tall else o, alpha=-_adjusted_lr(lr, p.shape))
+        if any(_is_dtensor(p) for p in params):
+            self._update_sharded(params, grads, bufs, momentum, group["nesterov"], lr, decay, ns)
             return
+        torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+        if decay != 1:
+            torch._foreach_mul_(params, decay)
         for members in _by_shape(params):
             # Tall matrices transposed, so every matrix of the stack is wide (rows <= cols).
-            stack = torch.stack([updates[i].mT if params[i].size(0) > params[i].size(1) else updates[i]
-                                 for i in members]).to(self.ns_dtype)
-            ortho = newton_schulz(stack, **ns)
-            for j, i in enumerate(members):
-                o = ortho[j].mT if params[i].size(0) > params[i].size(1) else ortho[j]
-                params[i].add_(o, alpha=-_adjusted_lr(lr, params[i].shape))
+            tall = [params[i].size(0) > params[i].size(1) for i in members]
+            stack = torch.stack([updates[i].mT if t else updates[i] for i, t in zip(members, tall)])
+            ortho = newton_schulz(stack.to(self.ns_dtype), **ns)
+            for j, (i, t) in enumerate(zip(members, tall)):
+                params[i].add_(ortho[j].mT if t else ortho[j], alpha=-_adjusted_lr(lr, params[i].shape))
+
+    def _update_sharded(self, params, grads, bufs, momentum, nesterov, lr, decay, ns) -> None:
+        """One matrix at a time, with operations DTensor implements (its matmuls gather the matrix)."""
+        for p, g, buf in zip(params, grads, bufs):
+            buf.lerp_(g, 1 - momentum)
+            u = g.lerp(buf, momentum) if nesterov else buf
+            if decay != 1:
+                p.mul_(decay)
+            tall = u.size(0) > u.size(1)
+            o = newton_schulz((u.mT if tall else u).to(self.ns_dtype), **ns)
+            p.add_(o.mT if tall else o, alpha=-_adjusted_lr(lr, p.shape))
 
 
 def _by_shape(params: list) -> list[list[int]]:

@@ -2,8 +2,9 @@
 
 ``optimizer = "muon"``: Muon (Newton–Schulz-orthogonalised momentum; Keller Jordan 2024;
 torch.optim.Muon's update, batched over same-shape matrices in lmforge.train.muon) on the hidden
-2-D weights, AdamW on the token embedding, an untied head and the norms' gains, as in modded-nanogpt and nanochat. ``"adamw"``: AdamW on everything. Every group
-keeps its own peak lr (``initial_lr``); the schedule scales them all by one factor.
+2-D weights, AdamW on the token embedding, an untied head and the norms' gains, as in
+modded-nanogpt and nanochat. ``"adamw"``: AdamW on everything. Every group keeps its own peak lr
+(``initial_lr``); the schedule scales them all by one factor.
 
 Under DDP the gradients are all-reduced before ``step()``, so every rank orthogonalises the same
 matrix and applies the same update.

@@ -39,8 +39,9 @@ def test_muon_gets_the_hidden_matrices_and_adamw_the_rest():
     assert lrs == {("muon", 0.05, 0.1), ("adamw", 0.3, 0.1), ("adamw", 0.004, 0.1), ("adamw", 1e-3, 0.0)}
     # Newton-Schulz in float32 on a CPU unless the trainer asks for bf16 (it trains in bf16 there)
     assert opt.optimizers["muon"].ns_dtype == torch.float32
-    assert build_optimizer(m, TrainConfig(optimizer="muon"), "cuda").optimizers["muon"].ns_dtype == torch.bfloat16
-    assert build_optimizer(m, TrainConfig(optimizer="muon"), "cpu", torch.bfloat16).optimizers["muon"].ns_dtype == torch.bfloat16
+    muon = TrainConfig(optimizer="muon")
+    assert build_optimizer(m, muon, "cuda").optimizers["muon"].ns_dtype == torch.bfloat16
+    assert build_optimizer(m, muon, "cpu", torch.bfloat16).optimizers["muon"].ns_dtype == torch.bfloat16
 
 
 def test_adamw_alone_and_a_tied_head_counted_once():
