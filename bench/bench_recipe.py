@@ -10,7 +10,7 @@ byte over all the held-out windows.
   (a) nanogpt  a plain nanoGPT-style GPT written below: LayerNorm, learned positions, GELU, AdamW,
                cosine, float32.
   (b) before   lmforge with everything this recipe adds turned off: AdamW, cosine, float32.
-  (c) defaults lmforge with the settings of configs/demo.toml (Muon, WSD, dtype auto, the options).
+  (c) defaults lmforge with the settings of configs/demo.toml (the recipe its --ablations chose).
 
 Equal wall-clock, on a machine that may be shared: each recipe's step is first timed in interleaved
 rounds (the fastest round), then it trains for ``seconds / median step time`` steps; the real elapsed time is
@@ -288,9 +288,16 @@ def ablations(defaults: dict) -> dict:
     out[f"logit_softcap={0.0 if cap else 15.0}"] = {"model": {**model, "logit_softcap": 0.0 if cap else 15.0},
                                                    "train": defaults["train"]}
     t = defaults["train"]
-    out["optimizer=adamw"] = {"model": model, "train": {**t, "optimizer": "adamw", "lr": 3e-3}}
-    out["schedule=cosine"] = {"model": model, "train": {**t, "schedule": "cosine"}}
-    out["dtype=float32"] = {"model": model, "train": {**t, "dtype": "float32"}}
+    if t.get("optimizer") == "muon":
+        out["optimizer=adamw"] = {"model": model, "train": {**t, "optimizer": "adamw", "lr": 3e-3}}
+    else:
+        out["optimizer=muon"] = {"model": model, "train": {**t, "optimizer": "muon"}}
+    other = "cosine" if t.get("schedule", "cosine") == "wsd" else "wsd"
+    out[f"schedule={other}"] = {"model": model, "train": {**t, "schedule": other}}
+    from lmforge.train.resources import cpu_has_native_bf16
+
+    if t.get("dtype") != "auto" or cpu_has_native_bf16():  # else auto is float32 here: the same as (c)
+        out["dtype=float32"] = {"model": model, "train": {**t, "dtype": "float32"}}
     return out
 
 
@@ -300,6 +307,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ablations", action="store_true")
+    ap.add_argument("--only", metavar="NAMES", help="with --ablations: just these (comma-separated, e.g. "
+                    "qk_norm=False,mlp=swiglu) and no (a)/(b)/(c) comparison, so a long list splits into runs")
+    ap.add_argument("--ablation-seed", type=int, default=0, help="the seed of the ablation runs")
     ap.add_argument("--small", action="store_true", help="n_embd 128, seq_len 128: 4x cheaper steps")
     ap.add_argument("--keep", metavar="DIR", help="build the data in DIR (kept) instead of a temp folder")
     args = ap.parse_args()
@@ -321,16 +331,28 @@ def main() -> None:
         print(f"{'recipe':<22} {'ms/step':>7} {'tok/s':>8} {'steps':>6} {'val bpb':>8} {'spread':>7} "
               f"{'elapsed':>8}  per seed")
         recipes = {"(a) nanogpt": None, "(b) before": BEFORE, "(c) defaults": defaults}
-        res = compare(root, recipes, list(range(args.seeds)), args.seconds, args.threads, val_bytes)
-        a, b, c = (res[k] for k in recipes)
-        print(f"\n(c)/(a) bits per byte {c['bpb'] / a['bpb']:.3f} (goal <= 0.80)")
-        print(f"(b) - (c) bits per byte {b['bpb'] - c['bpb']:.4f}, spread over seeds (b) {b['spread']:.4f} "
-              f"(c) {c['spread']:.4f} (goal: the gap larger than the spread)")
-        print(f"(c)/(b) tokens per second {c['tok_s'] / b['tok_s']:.2f}x (goal >= 1.5x)")
+        if not args.only:
+            main_comparison(root, recipes, args, val_bytes)
         if args.ablations:
-            print("\nablations of (c), seed 0, each with one setting changed:")
-            compare(root, {"(c) defaults": defaults, **ablations(defaults)}, [0], args.seconds, args.threads,
+            variants = ablations(defaults)
+            if args.only:
+                wanted = args.only.split(",")
+                unknown = [w for w in wanted if w not in variants]
+                if unknown:
+                    raise SystemExit(f"--only: unknown {', '.join(unknown)}; one of {', '.join(variants)}")
+                variants = {k: v for k, v in variants.items() if k in wanted}
+            print(f"\nablations of (c), seed {args.ablation_seed}, each with one setting changed:")
+            compare(root, {"(c) defaults": defaults, **variants}, [args.ablation_seed], args.seconds, args.threads,
                     val_bytes)
+
+
+def main_comparison(root: Path, recipes: dict, args, val_bytes: int) -> None:
+    res = compare(root, recipes, list(range(args.seeds)), args.seconds, args.threads, val_bytes)
+    a, b, c = (res[k] for k in recipes)
+    print(f"\n(c)/(a) bits per byte {c['bpb'] / a['bpb']:.3f} (goal <= 0.80)")
+    print(f"(b) - (c) bits per byte {b['bpb'] - c['bpb']:.4f}, spread over seeds (b) {b['spread']:.4f} "
+          f"(c) {c['spread']:.4f} (goal: the gap larger than the spread)")
+    print(f"(c)/(b) tokens per second {c['tok_s'] / b['tok_s']:.2f}x (goal >= 1.5x)")
 
 
 if __name__ == "__main__":

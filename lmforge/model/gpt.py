@@ -124,6 +124,21 @@ class Attention(nn.Module):
         return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
 
 
+class _ReLUSquared(torch.autograd.Function):
+    """relu(x)² with a two-pass backward (2 relu(x) * grad) instead of autograd's four (pow, mul, mul, mask)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        r = torch.relu(x)
+        ctx.save_for_backward(r)
+        return r * r
+
+    @staticmethod
+    def backward(ctx, grad):
+        (r,) = ctx.saved_tensors
+        return torch.mul(grad, r).mul_(2.0)
+
+
 class MLP(nn.Module):
     """SwiGLU: down(silu(gate(x)) * up(x)); or ReLU²: down(relu(up(x))^2), two matrices, no gate."""
 
@@ -138,7 +153,7 @@ class MLP(nn.Module):
 
     def forward(self, x):
         if self.relu2:
-            return self.down_proj(F.relu(self.up_proj(x)).square())
+            return self.down_proj(_ReLUSquared.apply(self.up_proj(x)))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
 
 
@@ -187,10 +202,12 @@ class GPT(nn.Module):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)  # GPT-2 / nanoGPT
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
-                kv_cache: KVCache | None = None, start_pos: int = 0):
+                kv_cache: KVCache | None = None, start_pos: int = 0, return_logits: bool = True):
         """Logits (B, T, vocab) and, given targets, the mean cross-entropy (targets of -1 are ignored).
 
         With ``kv_cache``, ``idx`` holds the tokens at positions start_pos .. start_pos + T - 1.
+        ``return_logits=False`` with targets (training): the loss alone, computed chunk by chunk
+        without holding the logits (:mod:`lmforge.model.loss`; the same value and gradients).
         """
         T = idx.size(1)
         if start_pos + T > self.config.seq_len:
@@ -200,7 +217,13 @@ class GPT(nn.Module):
         x = self.embed_tokens(idx)
         for block in self.layers:
             x = block(x, cos, sin, kv_cache, start_pos)
-        logits = self.lm_head(self.norm(x))
+        x = self.norm(x)
+        if targets is not None and not return_logits:
+            from lmforge.model.loss import linear_cross_entropy
+
+            return None, linear_cross_entropy(x.flatten(0, 1), self.lm_head.weight, targets.reshape(-1),
+                                              self.config.logit_softcap)
+        logits = self.lm_head(x)
         if self.config.logit_softcap:
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits.float() / cap)

@@ -95,7 +95,9 @@ class Trainer:
             from lmforge.train.fsdp import shard_model
 
             shard_model(self.model)  # before the optimizer, which must hold the sharded parameters
-        self.optimizer = build_optimizer(self.model, self.tc, env.device_type)
+        # Newton-Schulz in bf16 where the step's matmuls are bf16 (fast there), float32 otherwise.
+        ns_dtype = torch.bfloat16 if self.amp_dtype == torch.bfloat16 else None
+        self.optimizer = build_optimizer(self.model, self.tc, env.device_type, ns_dtype)
         seq_len, batch = self.model_cfg.seq_len, self.tc.batch_size
         self.loader = TrainLoader(rd.tokens, manifest, seq_len, batch, cfg.seed, self.tc.mixture, self.tc.epochs,
                                   env.rank, env.world_size, log)
@@ -283,7 +285,7 @@ class Trainer:
             elif not last and self.env.world_size > 1:
                 sync = self.forward_model.no_sync()
             with sync, self._autocast():
-                _, loss = self.forward_model(x, y)
+                _, loss = self.forward_model(x, y, return_logits=False)
                 loss = loss / self.tc.grad_accum
             self.scaler.scale(loss).backward()
             total += loss.detach()

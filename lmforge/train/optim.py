@@ -1,9 +1,10 @@
 """Optimizers and the learning-rate schedule.
 
-``optimizer = "muon"``: Muon (Newton–Schulz-orthogonalised momentum; Keller Jordan 2024,
-torch.optim.Muon) on the hidden 2-D weights, AdamW on the token embedding, an untied head and the
-norms' gains, as in modded-nanogpt and nanochat. ``"adamw"``: AdamW on everything. Every group
-keeps its own peak lr (``initial_lr``); the schedule scales them all by one factor.
+``optimizer = "muon"``: Muon (Newton–Schulz-orthogonalised momentum; Keller Jordan 2024;
+torch.optim.Muon's update, batched over same-shape matrices in lmforge.train.muon) on the hidden
+2-D weights, AdamW on the token embedding, an untied head and the norms' gains, as in
+modded-nanogpt and nanochat. ``"adamw"``: AdamW on everything. Every group keeps its own peak lr
+(``initial_lr``); the schedule scales them all by one factor.
 
 Under DDP the gradients are all-reduced before ``step()``, so every rank orthogonalises the same
 matrix and applies the same update.
@@ -83,8 +84,13 @@ class OptimizerSet:
                 group["initial_lr"] = peak
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) -> OptimizerSet:
-    """Muon + AdamW or AdamW alone, per ``cfg.optimizer``; weight decay on 2-D weights only (nanoGPT)."""
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str,
+                    ns_dtype: torch.dtype | None = None) -> OptimizerSet:
+    """Muon + AdamW or AdamW alone, per ``cfg.optimizer``; weight decay on 2-D weights only (nanoGPT).
+
+    ``ns_dtype``: Muon's Newton–Schulz dtype; None = bfloat16 on a GPU, float32 elsewhere (the
+    trainer passes bfloat16 when it trains in bf16 autocast, i.e. when this CPU's bf16 is fast).
+    """
     groups = parameter_groups(model)
     adam_groups = [
         {"params": groups["embed"], "lr": cfg.embed_lr or cfg.lr, "weight_decay": cfg.weight_decay},
@@ -95,8 +101,12 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, device_type: str) 
     if cfg.optimizer == "muon":
         # Muon's update has unit spectral norm per matrix; torch scales lr by sqrt(max(1, rows/cols))
         # as Keller Jordan's reference does. Its weight decay is decoupled, like AdamW's.
-        optimizers["muon"] = torch.optim.Muon(groups["hidden"], lr=cfg.muon_lr, momentum=cfg.muon_momentum,
-                                              weight_decay=cfg.weight_decay, nesterov=True)
+        from lmforge.train.muon import Muon
+
+        if ns_dtype is None:
+            ns_dtype = torch.bfloat16 if device_type == "cuda" else torch.float32
+        optimizers["muon"] = Muon(groups["hidden"], lr=cfg.muon_lr, momentum=cfg.muon_momentum,
+                                  weight_decay=cfg.weight_decay, nesterov=True, ns_dtype=ns_dtype)
     else:
         adam_groups.insert(0, {"params": groups["hidden"], "lr": cfg.lr, "weight_decay": cfg.weight_decay})
     adam_groups = [g for g in adam_groups if g["params"]]

@@ -112,3 +112,36 @@ def test_export_accepts_options_llama_can_express():
     idx = torch.randint(0, 101, (1, 16))
     with torch.no_grad():
         torch.testing.assert_close(to_hf(model)(idx).logits, model(idx)[0], atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(logit_softcap=15.0, tie_embeddings=False), dict(logit_softcap=2.0)])
+def test_fused_head_loss_equals_the_logits_path_in_value_and_gradients(kw):
+    """return_logits=False computes the head and cross-entropy chunk by chunk; nothing else may change."""
+    import lmforge.model.loss as loss_module
+
+    model = trained_a_little(small(**kw)).train().double()
+    idx = torch.randint(0, 101, (3, 32))
+    targets = idx.roll(-1, dims=1)
+    targets[:, -3:] = -1  # ignored positions count for nothing
+    _, ref = model(idx, targets)
+    ref_grads = torch.autograd.grad(ref * 0.5, list(model.parameters()))
+    old = loss_module.CHUNK_ELEMENTS
+    loss_module.CHUNK_ELEMENTS = 101 * 20  # several chunks, the last one partial (96 rows)
+    try:
+        logits, fused = model(idx, targets, return_logits=False)
+        grads = torch.autograd.grad(fused * 0.5, list(model.parameters()))
+    finally:
+        loss_module.CHUNK_ELEMENTS = old
+    assert logits is None
+    # the logits path rounds the logits to float32, hence float32's tolerance on a float64 model
+    torch.testing.assert_close(fused, ref.double(), atol=1e-6, rtol=1e-6)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, atol=1e-7, rtol=1e-5)
+
+
+def test_relu2_matches_relu_squared_with_autograd():
+    from lmforge.model.gpt import _ReLUSquared
+
+    x = torch.randn(6, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_ReLUSquared.apply, (x,))
+    torch.testing.assert_close(_ReLUSquared.apply(x), torch.relu(x) ** 2)

@@ -11,6 +11,7 @@ from lmforge.errors import LmforgeError
 from lmforge.model.config import ModelConfig
 from lmforge.model.gpt import GPT
 from lmforge.train.config import TrainConfig
+from lmforge.train.muon import Muon
 from lmforge.train.optim import build_optimizer, lr_at, lr_factor, parameter_groups, set_lr
 
 
@@ -36,6 +37,11 @@ def test_muon_gets_the_hidden_matrices_and_adamw_the_rest():
     assert {"embed_tokens.weight", "lm_head.weight", "norm.weight", "layers.0.self_attn.q_norm.weight"} <= names["adamw"]
     lrs = {(key, g["lr"], g["weight_decay"]) for key, o in opt.optimizers.items() for g in o.param_groups}
     assert lrs == {("muon", 0.05, 0.1), ("adamw", 0.3, 0.1), ("adamw", 0.004, 0.1), ("adamw", 1e-3, 0.0)}
+    # Newton-Schulz in float32 on a CPU unless the trainer asks for bf16 (it trains in bf16 there)
+    assert opt.optimizers["muon"].ns_dtype == torch.float32
+    muon = TrainConfig(optimizer="muon")
+    assert build_optimizer(m, muon, "cuda").optimizers["muon"].ns_dtype == torch.bfloat16
+    assert build_optimizer(m, muon, "cpu", torch.bfloat16).optimizers["muon"].ns_dtype == torch.bfloat16
 
 
 def test_adamw_alone_and_a_tied_head_counted_once():
@@ -59,23 +65,53 @@ def newton_schulz_by_hand(g: torch.Tensor, steps: int = 5) -> torch.Tensor:
     return x.T if g.size(0) > g.size(1) else x
 
 
-def test_one_muon_step_equals_the_hand_computed_newton_schulz_update():
+def muon_update(w0: torch.Tensor, w: torch.Tensor, lr: float, wd: float) -> torch.Tensor:
+    """The orthogonalised update a Muon step applied, recovered from the weights before and after.
+
+    The lr is scaled by sqrt(max(1, rows / cols)) (Keller Jordan's reference, torch's default).
+    """
+    scale = lr * math.sqrt(max(1.0, w0.size(0) / w0.size(1)))
+    return (w0.double() * (1 - lr * wd) - w.detach().double()) / scale
+
+
+@pytest.mark.parametrize("ns_dtype, tol", [(torch.float32, 1e-4), (torch.bfloat16, 0.02)])
+def test_one_muon_step_equals_the_hand_computed_newton_schulz_update(ns_dtype, tol):
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(8, 4))
     w0 = w.detach().clone()
     g = torch.randn(8, 4)
     w.grad = g.clone()
     lr, wd, mu = 0.02, 0.1, 0.95
-    torch.optim.Muon([w], lr=lr, weight_decay=wd, momentum=mu, nesterov=True).step()
+    Muon([w], lr=lr, weight_decay=wd, momentum=mu, nesterov=True, ns_dtype=ns_dtype).step()
     # First step: the Nesterov update is a multiple of g, and NS is scale-invariant, so it is NS(g).
-    # The lr is scaled by sqrt(max(1, rows / cols)) = sqrt(2) (Keller Jordan's reference).
-    update = (w0.double() * (1 - lr * wd) - w.detach().double()) / (lr * math.sqrt(2))
+    update = muon_update(w0, w, lr, wd)
     expected = newton_schulz_by_hand(g)
-    torch.testing.assert_close(update, expected, atol=0.02, rtol=0)  # torch runs NS in bf16 (8-bit mantissa)
+    torch.testing.assert_close(update, expected, atol=tol, rtol=0)  # bf16: an 8-bit mantissa
     assert (update - g.double() / g.norm()).abs().max() > 0.2  # far from the un-orthogonalised gradient
     # and the update is near-orthogonal: its singular values lie in about (0.5, 1.5)
     sv = torch.linalg.svdvals(newton_schulz_by_hand(g))
     assert 0.5 < sv.min() and sv.max() < 1.5
+
+
+def test_batched_muon_updates_each_matrix_as_alone_and_as_torch_in_bf16():
+    """Same-shape matrices (tall ones transposed) are stacked; each still gets its own NS update."""
+    torch.manual_seed(1)
+    shapes = [(8, 4), (4, 8), (8, 4), (6, 6), (16, 4), (6, 6)]
+    w0 = [torch.randn(*s) for s in shapes]
+    grads = [torch.randn(*s) for s in shapes]
+
+    def stepped(cls, **kw):
+        ws = [torch.nn.Parameter(w.clone()) for w in w0]
+        for w, g in zip(ws, grads):
+            w.grad = g.clone()
+        cls(ws, lr=0.02, weight_decay=0.1, momentum=0.95, **kw).step()
+        return ws
+
+    for w, a, g in zip(stepped(Muon, ns_dtype=torch.float32), w0, grads):
+        torch.testing.assert_close(muon_update(a, w, 0.02, 0.1), newton_schulz_by_hand(g), atol=1e-4, rtol=0)
+    # In bf16 it is torch.optim.Muon's arithmetic exactly, so checkpoints and results carry over.
+    for mine, ref in zip(stepped(Muon, ns_dtype=torch.bfloat16), stepped(torch.optim.Muon)):
+        torch.testing.assert_close(mine, ref, atol=0, rtol=0)
 
 
 def test_optimizer_set_state_round_trips_and_refuses_another_optimizer():
