@@ -28,10 +28,10 @@ MAX_SEED = 2**53 - 1 - MAX_SAMPLES
 # room left for the continuation when the asked length does not fit.
 FEW_SHOT_EXAMPLES = 3
 MIN_FEW_SHOT = 2
-FEW_SHOT_WORDS = (24, 16, 12, 8, 6, 4, 3, 2)
+FEW_SHOT_WORDS = (24, 16, 12, 8, 6, 4, 3, 2, 1)
 FEW_SHOT_CANDIDATES = 200
 MAX_TITLE_CHARS = 60
-MIN_CONTINUATION = 4
+MIN_CONTINUATION = 2
 
 
 class Busy(LmforgeError):
@@ -249,7 +249,8 @@ def few_shot_prompt(rd: RunDir, seq_len: int, tok, max_tokens: int) -> dict:
             if used + min(max_tokens, room) <= room:
                 return {"prompt": prompt, "examples": count, "tokens": used, "max_tokens": min(max_tokens, room - used)}
             if count == MIN_FEW_SHOT and used + MIN_CONTINUATION <= room:
-                best = best or (prompt, count, used)  # fits only if the continuation is shorter than asked
+                if best is None or used < best[2]:  # fits only with a shorter continuation: leave the most room
+                    best = (prompt, count, used)
     if best is None:
         raise LmforgeError(f"{rd.root.name}: the model's context ({seq_len} tokens) is too short for a few-shot prompt "
                            f"of {MIN_FEW_SHOT} examples from this run's documents")

@@ -281,7 +281,9 @@ def test_generation_without_a_checkpoint_says_how_to_train(client):
 def test_few_shot_prompt_has_two_examples_from_the_runs_documents(client, runs_root, max_tokens):
     from lmforge.tokenizer.bpe import Tokenizer
 
-    few = client.get(f"/api/runs/tiny/fewshot?max_tokens={max_tokens}").json()
+    r = client.get(f"/api/runs/tiny/fewshot?max_tokens={max_tokens}")
+    few = r.json()
+    assert r.status_code == 200, few
     docs = pq.read_table(runs_root / "tiny" / "docs", columns=["text"]).column(0).to_pylist()
     *examples, query = few["prompt"].split("\n")
     assert len(examples) >= 2 and few["examples"] == len(examples)  # complete examples, then the open query
