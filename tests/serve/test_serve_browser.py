@@ -39,7 +39,11 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     """A fresh tab; console errors and uncaught exceptions are collected in ``page.errors``."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    yield from _tab(browser, viewport={"width": 1280, "height": 860})
+
+
+def _tab(browser, **context_options):
+    context = browser.new_context(**context_options)
     tab = context.new_page()
     tab.errors = []
     tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
@@ -209,15 +213,8 @@ PHONE_CONTROLS = {"runs": ["header nav", "#run-picker", "#runs-table", "#compare
 
 @pytest.fixture
 def phone(browser, server):
-    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
-                                  has_touch=True)
-    tab = context.new_page()
-    tab.errors = []
-    tab.on("console", lambda m: tab.errors.append(m.text) if m.type == "error" else None)
-    tab.on("pageerror", lambda e: tab.errors.append(str(e)))
-    tab.set_default_timeout(20_000)
-    yield tab
-    context.close()
+    yield from _tab(browser, viewport={"width": 390, "height": 844}, device_scale_factor=3, is_mobile=True,
+                    has_touch=True)
 
 
 def fits_the_screen(tab, name: str) -> list[int]:
