@@ -157,7 +157,29 @@ def cpu_matmul_peaks(threads: int | None = None) -> dict:
     if isinstance(cache.get(key), dict) and {"float32", "bfloat16"} <= set(cache[key]):
         return {**cache[key], "cached": True}
     peaks = {"float32": measure_matmul_flops(torch.float32), "bfloat16": measure_matmul_flops(torch.bfloat16)}
+    if os.getloadavg()[0] > (os.cpu_count() or 1):
+        return {**peaks, "cached": False}  # other work held the cores: a low peak, not worth keeping
     cache[key] = peaks
+    _write_cache(path, cache)
+    return {**peaks, "cached": False}
+
+
+def raise_cached_peak(dtype: str, flops: float, threads: int | None = None) -> None:
+    """Record ``flops`` as this machine's ``dtype`` peak when it beats the cached one."""
+    import torch
+
+    path, key = _cache_path(), _machine_key(threads or torch.get_num_threads())
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    entry = cache.get(key)
+    if isinstance(entry, dict) and isinstance(entry.get(dtype), (int, float)) and flops > entry[dtype]:
+        entry[dtype] = flops
+        _write_cache(path, cache)
+
+
+def _write_cache(path: Path, cache: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -165,7 +187,6 @@ def cpu_matmul_peaks(threads: int | None = None) -> dict:
         os.replace(tmp, path)
     except OSError:
         pass  # a read-only home: measured again next time, nothing else lost
-    return {**peaks, "cached": False}
 
 
 def choose_cpu_dtype(peaks: dict, native_bf16: bool) -> tuple[str, str]:

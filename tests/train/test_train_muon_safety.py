@@ -117,6 +117,7 @@ def test_auto_dtype_on_cpu_is_logged_with_its_reason(token_run, monkeypatch, tmp
     import lmforge.train.resources as res
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(res.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     monkeypatch.setattr(res, "measure_matmul_flops", lambda dtype, **_: 400e9 if dtype == torch.bfloat16 else 50e9)
     for native, expect in ((True, "dtype auto -> bfloat16 autocast: native bf16"),
                            (False, "dtype auto -> float32: the CPU has no native bf16")):
@@ -128,6 +129,28 @@ def test_auto_dtype_on_cpu_is_logged_with_its_reason(token_run, monkeypatch, tmp
         assert trainer.peak == (400e9 if native else 50e9)  # MFU against the measured peak of that dtype
     cache = json.loads((tmp_path / "cache" / "lmforge" / "matmul_peak.json").read_text())
     assert list(cache.values()) == [{"float32": 50e9, "bfloat16": 400e9}]  # measured once, then cached
+
+
+def test_a_peak_measured_on_a_busy_machine_is_not_cached_and_a_faster_step_raises_it(token_run, monkeypatch,
+                                                                                        tmp_path):
+    import lmforge.train.resources as res
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(res, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(res, "measure_matmul_flops", lambda dtype, **_: 1e6)  # far below any real step
+    monkeypatch.setattr(res.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+    Trainer(tiny_config(token_run.root, dtype="auto"), token_run, _env(), lambda line: None)
+    assert not (tmp_path / "cache" / "lmforge" / "matmul_peak.json").exists()  # a busy machine's peak is not kept
+    monkeypatch.setattr(res.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    lines = []
+    trainer = Trainer(tiny_config(token_run.root, dtype="auto", max_steps=3), token_run, _env(), lines.append)
+    trainer.run()
+    mfus = [json.loads(line)["mfu"] for line in (token_run.root / "metrics.jsonl").read_text().splitlines()
+            if '"train"' in line]
+    assert mfus and max(mfus) <= 1.0 + 1e-6, mfus  # a fraction of the peak
+    assert sum("peak raised to" in line for line in lines) == 1, lines
+    cache = json.loads((tmp_path / "cache" / "lmforge" / "matmul_peak.json").read_text())
+    assert list(cache.values())[0]["float32"] > 1e6
 
 
 def test_bf16_is_not_chosen_when_not_faster():
