@@ -1,4 +1,4 @@
-"""Korean with Korean settings: real pages (LibreOffice's Korean help, tests/clean/data/ko) that an
+"""Korean with Korean settings: real pages (LibreOffice's Korean help, from tests/e2e/data/ko-site) that an
 English-only rule would drop pass with the document's language."""
 
 from pathlib import Path
@@ -13,12 +13,25 @@ from lmforge.clean.words import word_tokens
 from lmforge.config import config_from_dict
 from lmforge.rundir import RunDir
 
-DATA = Path(__file__).parent / "data" / "ko"
+# Two real pages of LibreOffice's Korean help, from the Korean demo test's site (licence in its README).
+SITE = Path(__file__).parents[1] / "e2e" / "data" / "ko-site" / "ko" / "text"
+PAGES = {"collab.html": SITE / "shared" / "guide" / "collab.html",
+         "translation.html": SITE / "sbasic" / "guide" / "translation.html"}
 RULES = ["gopher_repetition", "gopher_quality", "c4", "fineweb"]
 
 
 def korean_text(name: str) -> str:
-    return extract_text((DATA / name).read_text(encoding="utf-8"))
+    return extract_text(PAGES[name].read_text(encoding="utf-8"))
+
+
+def korean_folder(root: Path) -> Path:
+    """A folder holding just the two pages, as an html input."""
+    import shutil
+
+    root.mkdir(parents=True)
+    for name, path in PAGES.items():
+        shutil.copyfile(path, root / name)
+    return root
 
 
 def test_real_korean_pages_pass_with_korean_settings_and_not_with_english_ones():
@@ -45,7 +58,8 @@ def test_korean_mean_word_length_has_its_own_bound():
 def test_a_korean_run_keeps_the_korean_pages(tmp_path):
     from lmforge.clean.pipeline import run_stage
 
-    cfg = config_from_dict({"clean": {"inputs": [{"path": str(DATA), "format": "html", "source": "ko"}],
+    cfg = config_from_dict({"clean": {"inputs": [{"path": str(korean_folder(tmp_path / "ko")), "format": "html",
+                                                  "source": "ko"}],
                                       "language": {"languages": ["ko"]}, "c4": {"curly_bracket": False}}})
     stats = run_stage(cfg, RunDir(tmp_path / "run"))
     docs = pq.read_table(tmp_path / "run" / "docs").to_pylist()
@@ -100,7 +114,7 @@ def test_a_crawl_and_korean_files_are_cleaned_together_each_with_its_language(tm
     rd.crawl.mkdir(parents=True)
     write_warc(rd.crawl / "crawl-00000.warc.gz",
                [("https://example.com/river", "text/html", page("River", paragraphs_html(RIVER)).encode())])
-    cfg = config_from_dict({"clean": {"read_crawl": True, "inputs": [{"path": str(DATA), "format": "html",
+    cfg = config_from_dict({"clean": {"read_crawl": True, "inputs": [{"path": str(korean_folder(tmp_path / "ko")), "format": "html",
                                                                       "source": "ko"}],
                                       "language": {"languages": ["en", "ko"]}, "c4": {"curly_bracket": False}}})
     stats = run_stage(cfg, rd)
