@@ -142,10 +142,11 @@ class Trainer:
         if self.env.device == "cpu" and (self.tc.dtype == "auto" or not self.tc.peak_flops):
             from lmforge.train.resources import cpu_has_native_bf16, cpu_matmul_peaks, choose_cpu_dtype
 
-            peaks = cpu_matmul_peaks()
+            native_bf16 = cpu_has_native_bf16()
+            peaks = cpu_matmul_peaks(bf16=native_bf16 or self.tc.dtype == "bfloat16")
             if self.tc.dtype == "auto":
                 # Every rank must train in the same dtype: rank 0's measurement decides.
-                name, why = broadcast_object(choose_cpu_dtype(peaks, cpu_has_native_bf16()), self.env)
+                name, why = broadcast_object(choose_cpu_dtype(peaks, native_bf16), self.env)
                 amp = torch.bfloat16 if name == "bfloat16" else None
         name = {None: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[amp]
         self.log(f"[train] dtype {self.tc.dtype} -> {name}" + (" autocast" if amp else "") + f": {why}")
@@ -155,7 +156,7 @@ class Trainer:
             peak = peaks["bfloat16" if amp == torch.bfloat16 else "float32"]
             self.measured_peak_dtype = "bfloat16" if amp == torch.bfloat16 else "float32"
             self.log(f"[train] MFU against this machine's measured {name} matmul peak, "
-                     f"{peak / 1e9:,.0f} GFLOP/s per process" + (" (cached)" if peaks.get("cached") else ""))
+                     f"{peak / 1e9:,.0f} GFLOP/s per process (the best measured on this machine)")
         return amp, peak * self.env.world_size
 
     def _check_memory(self) -> None:

@@ -1,9 +1,9 @@
 """What this machine can do: free memory against a step's estimated need, matmul peaks, bf16 or not.
 
-The matmul peaks (float32 and bfloat16, FLOP/s of one process with its threads) are measured once
-per machine, thread count and torch version and cached in ``~/.cache/lmforge/matmul_peak.json``
-(``$XDG_CACHE_HOME`` respected): they are the denominator of the MFU column on a CPU and decide
-``dtype = "auto"`` there.
+The matmul peaks (float32 and bfloat16, FLOP/s of one process with its threads) are kept per
+machine, thread count and torch version in ``~/.cache/lmforge/matmul_peak.json`` (``$XDG_CACHE_HOME``
+respected), the best measurement so far (float32 is measured again at each start): they are the
+denominator of the MFU column on a CPU and decide ``dtype = "auto"`` there.
 """
 
 from __future__ import annotations
@@ -144,8 +144,14 @@ def measure_matmul_flops(dtype, size: int = PEAK_MATMUL_SIZE, seconds: float = 0
     return best
 
 
-def cpu_matmul_peaks(threads: int | None = None) -> dict:
-    """{"float32": FLOP/s, "bfloat16": FLOP/s, "cached": bool}, measured once per machine and cached."""
+def cpu_matmul_peaks(threads: int | None = None, bf16: bool = True) -> dict:
+    """{"float32": FLOP/s, "bfloat16": FLOP/s (when ``bf16``), "cached": bool}: this machine's best known peaks.
+
+    Every measurement is a lower bound of the peak (other work on the cores only slows it), so the
+    best one is kept: float32 is measured again at every start (0.25 s) and a peak first measured
+    while other work held the cores is corrected by the next quieter run. bfloat16 is measured once
+    and only when asked (without native bf16 one 1024 x 1024 matmul takes seconds).
+    """
     import torch
 
     threads = threads or torch.get_num_threads()
@@ -154,14 +160,16 @@ def cpu_matmul_peaks(threads: int | None = None) -> dict:
         cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    if isinstance(cache.get(key), dict) and {"float32", "bfloat16"} <= set(cache[key]):
-        return {**cache[key], "cached": True}
-    peaks = {"float32": measure_matmul_flops(torch.float32), "bfloat16": measure_matmul_flops(torch.bfloat16)}
-    if os.getloadavg()[0] > (os.cpu_count() or 1):
-        return {**peaks, "cached": False}  # other work held the cores: a low peak, not worth keeping
-    cache[key] = peaks
-    _write_cache(path, cache)
-    return {**peaks, "cached": False}
+    entry = cache.get(key) if isinstance(cache, dict) and isinstance(cache.get(key), dict) else {}
+    known = {k: float(v) for k, v in entry.items() if k in ("float32", "bfloat16") and isinstance(v, (int, float))}
+    peaks = {"float32": max(measure_matmul_flops(torch.float32), known.get("float32", 0.0))}
+    if bf16:
+        peaks["bfloat16"] = known.get("bfloat16") or measure_matmul_flops(torch.bfloat16)
+    if os.getloadavg()[0] <= (os.cpu_count() or 1) and {**known, **peaks} != known:
+        cache = cache if isinstance(cache, dict) else {}
+        cache[key] = {**known, **peaks}  # a busy machine's first measurement is not worth a write
+        _write_cache(path, cache)
+    return {**peaks, "cached": "float32" in known}
 
 
 def raise_cached_peak(dtype: str, flops: float, threads: int | None = None) -> None:
@@ -191,11 +199,11 @@ def _write_cache(path: Path, cache: dict) -> None:
 
 def choose_cpu_dtype(peaks: dict, native_bf16: bool) -> tuple[str, str]:
     """("bfloat16" or "float32", why) for dtype = "auto" on a CPU."""
+    if not native_bf16:
+        return "float32", "the CPU has no native bf16 (avx512_bf16/AMX)"
     ratio = peaks["bfloat16"] / max(peaks["float32"], 1.0)
     measured = (f"measured matmul peaks bf16 {peaks['bfloat16'] / 1e9:,.0f} vs float32 "
                 f"{peaks['float32'] / 1e9:,.0f} GFLOP/s ({ratio:.1f}x)")
-    if not native_bf16:
-        return "float32", "the CPU has no native bf16 (avx512_bf16/AMX)"
     if ratio < BF16_MIN_SPEEDUP:
         return "float32", f"native bf16 but not faster: {measured}"
     return "bfloat16", f"native bf16 (avx512_bf16/AMX) and {measured}"

@@ -153,6 +153,31 @@ def test_a_peak_measured_on_a_busy_machine_is_not_cached_and_a_faster_step_raise
     assert list(cache.values())[0]["float32"] > 1e6
 
 
+def test_the_best_measured_peak_is_kept(monkeypatch, tmp_path):
+    """Every measurement is a lower bound of the peak: a low cached one is raised, a high one never lowered."""
+    import lmforge.train.resources as res
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(res.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    bf16_calls = []
+    measured = {torch.float32: 50e9}
+
+    def fake(dtype, **_):
+        if dtype == torch.bfloat16:
+            bf16_calls.append(1)
+            return 7e9
+        return measured[torch.float32]
+
+    monkeypatch.setattr(res, "measure_matmul_flops", fake)
+    assert res.cpu_matmul_peaks(threads=2, bf16=False) == {"float32": 50e9, "cached": False}
+    assert bf16_calls == []  # not measured unless asked (seconds without native bf16)
+    measured[torch.float32] = 150e9  # a quieter machine
+    assert res.cpu_matmul_peaks(threads=2, bf16=True) == {"float32": 150e9, "bfloat16": 7e9, "cached": True}
+    measured[torch.float32] = 20e9  # a busy one
+    assert res.cpu_matmul_peaks(threads=2, bf16=True) == {"float32": 150e9, "bfloat16": 7e9, "cached": True}
+    assert bf16_calls == [1]  # measured once, then cached
+
+
 def test_bf16_is_not_chosen_when_not_faster():
     from lmforge.train.resources import choose_cpu_dtype
 
