@@ -199,8 +199,8 @@ def lmforge_trainer(root: Path, name: str, recipe: dict, seed: int, max_steps: i
     return Trainer(cfg, RunDir(run), DistEnv(device="cpu"), log=lambda *_: None)
 
 
-def step_ms(make, rounds: int = 6, steps: int = 2) -> dict:
-    """Fastest ms per step of each recipe over interleaved rounds.
+def step_ms(make, rounds: int = 6, steps: int = 2) -> tuple[dict, dict]:
+    """Fastest ms per step of each recipe over interleaved rounds, and each lmforge recipe's FLOPs per step.
 
     The minimum, not the median: on a machine shared with other work a round is only ever slowed,
     so the fastest round is the best estimate of the recipe's own speed.
@@ -215,7 +215,8 @@ def step_ms(make, rounds: int = 6, steps: int = 2) -> dict:
             for _ in range(steps):
                 _one_step(r)
             times[name].append((time.perf_counter() - t) / steps * 1000)
-    return {name: min(t) for name, t in times.items()}
+    flops = {name: getattr(r, "flops_per_step", None) for name, r in runs.items()}
+    return {name: min(t) for name, t in times.items()}, flops
 
 
 def _one_step(run) -> None:
@@ -258,7 +259,7 @@ def val_byte_count(root: Path) -> int:
 def compare(root: Path, recipes: dict, seeds: list[int], seconds: float, threads: int, val_bytes: int) -> dict:
     make = {name: (lambda r=r, n=name: NanoGPTRun(root, 0, 10**6) if r is None
                    else lmforge_trainer(root, n, r, 0, 10**6, threads)) for name, r in recipes.items()}
-    ms = step_ms(make)
+    ms, flops = step_ms(make)
     results = {}
     for name, recipe in recipes.items():
         steps = max(1, int(seconds * 1000 / ms[name]))
@@ -266,6 +267,7 @@ def compare(root: Path, recipes: dict, seeds: list[int], seconds: float, threads
         bpbs = [r["bpb"] for r in runs]
         results[name] = {"ms": ms[name], "tok_s": BATCH * SHAPE["seq_len"] / ms[name] * 1000, "steps": steps,
                          "bpb": statistics.mean(bpbs), "spread": max(bpbs) - min(bpbs), "bpbs": bpbs,
+                         "flops": flops[name],
                          "seconds": statistics.mean(r["seconds"] for r in runs)}
         r = results[name]
         print(f"{name:<22} {r['ms']:>7.0f} {r['tok_s']:>8,.0f} {steps:>6} {r['bpb']:>8.4f} {r['spread']:>7.4f} "
@@ -353,6 +355,24 @@ def main_comparison(root: Path, recipes: dict, args, val_bytes: int) -> None:
     print(f"(b) - (c) bits per byte {b['bpb'] - c['bpb']:.4f}, spread over seeds (b) {b['spread']:.4f} "
           f"(c) {c['spread']:.4f} (goal: the gap larger than the spread)")
     print(f"(c)/(b) tokens per second {c['tok_s'] / b['tok_s']:.2f}x (goal >= 1.5x)")
+    print_ceiling(b, c, args.threads)
+
+
+def print_ceiling(b: dict, c: dict, threads: int) -> None:
+    """The most (c)/(b) tokens per second could be: (c) at this machine's full matmul peak, in the same run.
+
+    Tokens per second = FLOP/s over FLOPs per token; (b)'s FLOP/s over the peak is its MFU, so with
+    (c) doing about (b)'s FLOPs per token the ratio cannot exceed 1 / MFU of (b).
+    """
+    from lmforge.train.resources import cpu_matmul_peaks
+
+    peak = cpu_matmul_peaks(threads, bf16=False)["float32"]
+    rate = b["flops"] / (b["ms"] / 1000)
+    ceiling = peak / rate * b["flops"] / c["flops"]
+    print(f"(b) runs at {rate / 1e9:.0f} GFLOP/s, {rate / peak:.0%} of this machine's best float32 matmul peak "
+          f"({peak / 1e9:.0f} GFLOP/s, {threads} threads); (c) does {c['flops'] / b['flops']:.2f}x its FLOPs per "
+          f"token, so in float32 (c)/(b) tokens per second can be at most {ceiling:.2f}x here, and 1.5x needs (c) "
+          f"at {1.5 / ceiling:.0%} of the peak")
 
 
 if __name__ == "__main__":
