@@ -1,11 +1,15 @@
 """Training throughput on this machine's CPU for candidate demo shapes, against HF transformers.
 
     python bench/bench_train.py [--threads 2] [--steps 4] [--repeats 3] [--shapes A,B] [--learn-steps 0] [--keep DIR]
+                                [--before REV]
 
 Data: Debian's python3-doc reST sources (the demo's text), a 4096-token BPE trained on them,
 about 1.5 M tokens. For each shape it times optimizer steps of our GPT (median ms/step over
 repeats of ``--steps`` steps, after a warm-up step) and, for the default shape, the same step of
-transformers' LlamaForCausalLM with the same weights: the peer, measured in the same run.
+transformers' LlamaForCausalLM with the same weights: the peer, measured in the same run. Our
+step is the trainer's (the fused head and loss); the default shape uses configs/demo.toml's
+[model] options. ``--before REV`` also times the same shape with lmforge's code at git revision
+REV (e.g. 064bdf8, before the Muon/WSD/fused-head work), in a subprocess between the rounds.
 ``--learn-steps N`` then trains the recommended shape for N steps with the demo settings
 and prints its validation losses.
 """
@@ -16,7 +20,9 @@ import argparse
 import glob
 import json
 import math
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,7 +87,7 @@ class StepTimer:
     def step(self) -> None:
         x, y = self.batches[self.i % len(self.batches)]
         self.i += 1
-        loss = self.model(input_ids=x, labels=x).loss if self.hf else self.model(x, y)[1]
+        loss = self.model(input_ids=x, labels=x).loss if self.hf else self.model(x, y, return_logits=False)[1]
         loss.backward()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
@@ -91,6 +97,74 @@ class StepTimer:
         for _ in range(steps):
             self.step()
         self.times.append((time.perf_counter() - t0) / steps * 1000)
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.times)
+
+
+def demo_model_options() -> dict:
+    """configs/demo.toml's [model] options beyond the shape (untied head, zero-init, ...)."""
+    import tomllib
+
+    model = tomllib.loads((Path(__file__).parent.parent / "configs" / "demo.toml").read_text())["model"]
+    return {k: v for k, v in model.items() if k not in ("n_layer", "n_head", "n_embd", "seq_len")}
+
+
+REVISION_STEP = """
+import json, statistics, sys, time
+import numpy as np, torch
+from lmforge.model.config import ModelConfig
+from lmforge.model.gpt import GPT
+p = json.loads(sys.argv[1])
+torch.set_num_threads(p["threads"])
+torch.manual_seed(0)
+model = GPT(ModelConfig(**p["shape"]))
+opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
+data = np.load(p["batches"])
+batches = [(torch.from_numpy(data["x"][i]), torch.from_numpy(data["y"][i])) for i in range(len(data["x"]))]
+def step(i):
+    x, y = batches[i % len(batches)]
+    model(x, y)[1].backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+step(0)
+t0 = time.perf_counter()
+for i in range(p["steps"]):
+    step(i + 1)
+print((time.perf_counter() - t0) / p["steps"] * 1000)
+"""
+
+
+class RevisionTimer:
+    """Steps of lmforge's GPT as it was at a git revision (its default options, its forward and loss)."""
+
+    def __init__(self, rev: str, batches, vocab: int, root: Path):
+        import numpy as np
+
+        self.rev, self.times = rev, []
+        self.dir = str(root / f"lmforge-{rev}")  # inside the bench's folder, removed with it
+        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        repo = Path(__file__).resolve().parent.parent
+        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lmforge"], capture_output=True)
+        if archive.returncode:
+            sys.exit(f"--before {rev}: git archive failed: {archive.stderr.decode().strip()}")
+        subprocess.run(["tar", "-x", "-C", self.dir], input=archive.stdout, check=True)
+        np.savez(Path(self.dir) / "batches.npz", x=np.stack([x.numpy() for x, _ in batches]),
+                 y=np.stack([y.numpy() for _, y in batches]))
+        layers, heads, embd, seq, _ = SHAPES[DEFAULT_SHAPE]
+        self.shape = dict(n_layer=layers, n_head=heads, n_embd=embd, seq_len=seq, vocab_size=vocab)
+
+    def run(self, steps: int) -> None:
+        import torch
+
+        params = {"threads": torch.get_num_threads(), "shape": self.shape, "steps": steps,
+                  "batches": str(Path(self.dir) / "batches.npz")}
+        out = subprocess.run([sys.executable, "-c", REVISION_STEP, json.dumps(params)], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": self.dir})
+        if out.returncode:
+            sys.exit(f"--before {self.rev}: its step failed: {out.stderr.strip().splitlines()[-1:]}")
+        self.times.append(float(out.stdout.split()[-1]))
 
     @property
     def median_ms(self) -> float:
@@ -111,7 +185,8 @@ def bench_shapes(root: Path, vocab: int, args) -> None:
           f"vocab {vocab}, median of {args.repeats} x {args.steps} steps, shapes interleaved")
     timers = {}
     for name, (layers, heads, embd, seq, batch) in SHAPES.items():
-        cfg = ModelConfig(n_layer=layers, n_head=heads, n_embd=embd, seq_len=seq, vocab_size=vocab)
+        options = demo_model_options() if name == DEFAULT_SHAPE else {}
+        cfg = ModelConfig(n_layer=layers, n_head=heads, n_embd=embd, seq_len=seq, vocab_size=vocab, **options)
         torch.manual_seed(0)
         model = GPT(cfg)
         starts = np.random.default_rng(0).integers(0, len(tokens) - seq - 1, size=(4, batch))
@@ -120,9 +195,14 @@ def bench_shapes(root: Path, vocab: int, args) -> None:
         timers[name] = StepTimer(model, batches)
         if name == DEFAULT_SHAPE:
             timers["peer"] = StepTimer(to_hf(model).train(), batches, hf=True)
+    before = None
+    if args.before and DEFAULT_SHAPE in timers:
+        before = RevisionTimer(args.before, timers[DEFAULT_SHAPE].batches, vocab, root)
     for _ in range(args.repeats):
         for timer in timers.values():
             timer.run(args.steps)
+        if before:
+            before.run(args.steps)
     print(f"{'shape':<20} {'params':>9} {'ms/step':>8} {'tok/s':>8} {'GFLOP/s':>8}  peer")
     for name, timer in timers.items():
         if name == "peer":
@@ -134,6 +214,9 @@ def bench_shapes(root: Path, vocab: int, args) -> None:
         if name == DEFAULT_SHAPE:
             hf_ms = timers["peer"].median_ms
             peer = f"HF LlamaForCausalLM (same weights) {hf_ms:.0f} ms/step; ours/HF time ratio {ms / hf_ms:.2f}"
+            if before and before.times:
+                peer += (f"; lmforge at {args.before} {before.median_ms:.0f} ms/step, tokens/s now/then "
+                         f"{before.median_ms / ms:.2f}x")
         print(f"{name:<20} {model.num_params() / 1e6:>8.2f}M {ms:>8.0f} {tok_s:>8.0f} "
               f"{model.flops_per_token() * tok_s / 1e9:>8.1f}  {peer}", flush=True)
 
@@ -168,6 +251,7 @@ def main() -> None:
     ap.add_argument("--learn-shape", default="L2-E128-T256-B16", choices=list(SHAPES))
     ap.add_argument("--shapes", default=",".join(SHAPES), help="comma-separated names")
     ap.add_argument("--keep", metavar="DIR", help="build the data in DIR (kept) instead of a temp folder")
+    ap.add_argument("--before", metavar="REV", help="also time the default shape with lmforge at git revision REV")
     args = ap.parse_args()
     import torch
 
