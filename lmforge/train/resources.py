@@ -156,17 +156,13 @@ def cpu_matmul_peaks(threads: int | None = None, bf16: bool = True) -> dict:
 
     threads = threads or torch.get_num_threads()
     path, key = _cache_path(), _machine_key(threads)
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        cache = {}
-    entry = cache.get(key) if isinstance(cache, dict) and isinstance(cache.get(key), dict) else {}
+    cache = _read_cache(path)
+    entry = cache.get(key) if isinstance(cache.get(key), dict) else {}
     known = {k: float(v) for k, v in entry.items() if k in ("float32", "bfloat16") and isinstance(v, (int, float))}
     peaks = {"float32": max(measure_matmul_flops(torch.float32), known.get("float32", 0.0))}
     if bf16:
         peaks["bfloat16"] = known.get("bfloat16") or measure_matmul_flops(torch.bfloat16)
     if os.getloadavg()[0] <= (os.cpu_count() or 1) and {**known, **peaks} != known:
-        cache = cache if isinstance(cache, dict) else {}
         cache[key] = {**known, **peaks}  # a busy machine's first measurement is not worth a write
         _write_cache(path, cache)
     return {**peaks, "cached": "float32" in known}
@@ -177,14 +173,20 @@ def raise_cached_peak(dtype: str, flops: float, threads: int | None = None) -> N
     import torch
 
     path, key = _cache_path(), _machine_key(threads or torch.get_num_threads())
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return
+    cache = _read_cache(path)
     entry = cache.get(key)
     if isinstance(entry, dict) and isinstance(entry.get(dtype), (int, float)) and flops > entry[dtype]:
         entry[dtype] = flops
         _write_cache(path, cache)
+
+
+def _read_cache(path: Path) -> dict:
+    """The cache file's contents, or {} when it is missing, unreadable or not a JSON object."""
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
 
 
 def _write_cache(path: Path, cache: dict) -> None:

@@ -176,6 +176,10 @@ def test_the_best_measured_peak_is_kept(monkeypatch, tmp_path):
     measured[torch.float32] = 20e9  # a busy one
     assert res.cpu_matmul_peaks(threads=2, bf16=True) == {"float32": 150e9, "bfloat16": 7e9, "cached": True}
     assert bf16_calls == [1]  # measured once, then cached
+    for damaged in ("[]", "{not json", '{"AMD|2 threads": "fast"}'):
+        (tmp_path / "lmforge" / "matmul_peak.json").write_text(damaged)
+        assert res.cpu_matmul_peaks(threads=2, bf16=False)["float32"] == 20e9  # measured again, no crash
+        res.raise_cached_peak("float32", 30e9, threads=2)
 
 
 def test_bf16_is_not_chosen_when_not_faster():
