@@ -63,7 +63,8 @@ def _from_hf_folder(src: Path, rd):
     unsupported = hf_unsupported(config)
     if unsupported:
         raise LmforgeError(f"train.init_from: {src} uses {'; '.join(unsupported)}, which lmforge's GPT cannot "
-                           "express; start from a plain Llama (SiLU MLP, no biases, default RoPE) or train from scratch")
+                           "express; start from a plain Llama (SiLU MLP, no biases, default RoPE) "
+                           "or train from scratch")
     _check_safetensors_weights(src)
     tok_json = src / "tokenizer.json"
     if not tok_json.is_file():

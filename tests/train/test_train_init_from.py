@@ -219,3 +219,28 @@ def test_init_from_a_damaged_checkpoint_is_one_clear_error(tmp_path):
     weights.write_bytes(weights.read_bytes()[:2000])
     with pytest.raises(LmforgeError, match="init_from: .*model.safetensors: not a readable safetensors file"):
         trainer(second, init_from=str(step))
+
+
+def test_a_training_stopped_by_a_non_finite_loss_continues_from_its_last_good_checkpoint_as_told(
+        tmp_path, monkeypatch, capsys):
+    """A rerun with a lower lr is a new training that removes the old checkpoints: the message says
+    to copy the good one out and start from it with init_from, and doing so works."""
+    import shutil
+
+    from lmforge.pipeline import run_stages
+    from lmforge.train import optim
+    from lmforge.train.checkpoint import latest_checkpoint
+
+    rd, _ = token_run_with_tokenizer(tmp_path / "run")
+    schedule = optim.lr_factor
+    monkeypatch.setattr(optim, "lr_factor", lambda step, tc: 1e30 if step >= 4 else schedule(step, tc))
+    with pytest.raises(LmforgeError, match=r"step 6: .* not finite; lower train.lr .*last good checkpoint is "
+                                           r".*step_4; .*copy it out of .*train.init_from"):
+        run_stages(tiny_config(rd.root, max_steps=8, checkpoint_every=2), only=["train"], log=lambda *_: None)
+    monkeypatch.undo()
+    good = tmp_path / "good"
+    shutil.copytree(latest_checkpoint(rd.checkpoints), good)
+    capsys.readouterr()
+    run_stages(tiny_config(rd.root, max_steps=8, lr=5e-3, init_from=str(good)), only=["train"], log=lambda *_: None)
+    assert f"[train] starting from {good}" in capsys.readouterr().out
+    assert rd.is_complete("train") and latest_checkpoint(rd.checkpoints).name == "step_8"
