@@ -76,17 +76,17 @@ def _cmd_eval(args) -> int:
     from pathlib import Path
 
     from lmforge.errors import LmforgeError
-    from lmforge.sample.engine import load_model, resolve_checkpoint
+    from lmforge.sample.engine import load_checkpoint
     from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_report
 
-    model, tok = load_model(args.checkpoint, _device(args.device))
+    step_dir, model, tok = load_checkpoint(args.checkpoint, _device(args.device))
     if args.text:
         path = Path(args.text)
         if not path.is_file():
             raise LmforgeError(f"{path}: text file not found")
         result = evaluate_text(model, tok, path.read_text(encoding="utf-8", errors="replace"))
     else:
-        result = evaluate_val(model, tok, resolve_checkpoint(args.checkpoint).resolve().parent.parent)
+        result = evaluate_val(model, tok, step_dir.resolve().parent.parent)
     line = f"loss {result['loss']:.4f} over {result['tokens']:,} tokens"
     print(line + (f" | bits per byte {result['bpb']:.4f}" if "bpb" in result else ""))
     if args.few_shot:
@@ -102,16 +102,15 @@ def _cmd_export(args) -> int:
     import shutil
     from pathlib import Path
 
+    from lmforge.cliargs import writable_folder
     from lmforge.model.gpt import to_hf
-    from lmforge.sample.engine import load_model, resolve_checkpoint
+    from lmforge.sample.engine import load_checkpoint
     from lmforge.train.checkpoint import read_model_json
 
-    from lmforge.cliargs import writable_folder
-
-    model, tok = load_model(args.checkpoint)
+    step_dir, model, tok = load_checkpoint(args.checkpoint)
+    tok_dir = read_model_json(step_dir).get("tokenizer") or ""
     writable_folder(args.out, "OUT")
     to_hf(model, tok.bos_id).save_pretrained(args.out)
-    tok_dir = read_model_json(resolve_checkpoint(args.checkpoint)).get("tokenizer") or ""
     hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage
     if tok_dir and hf_json.is_file():
         shutil.copy(hf_json, Path(args.out) / "tokenizer.json")

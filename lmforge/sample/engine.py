@@ -199,9 +199,30 @@ def load_model(path: str | Path, device: str = "cpu", with_tokenizer: bool = Tru
     model.safetensors truncated or of another model shape, weights not finite) is refused with
     one line naming the file.
     """
+    _, model, tokenizer = load_checkpoint(path, device, with_tokenizer)
+    return model, tokenizer
+
+
+def load_checkpoint(path: str | Path, device: str = "cpu", with_tokenizer: bool = True):
+    """(step dir, model, tokenizer), as :func:`load_model`. A run's latest checkpoint that its running
+    training prunes while it is read (it keeps the newest ``keep_checkpoints``) is followed to the newer one."""
+    for _ in range(5):
+        step_dir = resolve_checkpoint(path)
+        try:
+            return step_dir, *_load_step(step_dir, device, with_tokenizer)
+        except LmforgeError:
+            if step_dir.exists():
+                raise
+            if step_dir.resolve() == Path(path).resolve():
+                break
+    raise LmforgeError(f"{step_dir} was removed while it was read (a training running on this run keeps only "
+                       "its newest keep_checkpoints); try again, or copy a checkpoints/step_N folder elsewhere "
+                       "and give that")
+
+
+def _load_step(step_dir: Path, device: str, with_tokenizer: bool):
     from lmforge.model.gpt import GPT
 
-    step_dir = resolve_checkpoint(path)
     info, config = read_checkpoint_config(step_dir)
     check_weights_file(step_dir, config)
     model = GPT(config).to(device)

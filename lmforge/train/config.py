@@ -51,6 +51,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     """Save a checkpoint every N steps (0 = only at the end)."""
     keep_checkpoints: int = 2
+    """Keep the newest N checkpoints (0 = keep them all)."""
     device: str = "auto"
     """auto, cpu, cuda, cuda:N, mps."""
     dtype: str = "auto"
@@ -89,12 +90,20 @@ class TrainConfig:
             problems.append("warmdown_fraction: must be in [0, 1]; weight_decay, grad_clip: >= 0")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             problems.append("beta1, beta2: must be in [0, 1)")
+        if not _is_device_name(self.device):
+            problems.append(f"device: {self.device!r} is not a device; use auto, cpu, cuda, cuda:N or mps")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             problems.append(f"dtype: {self.dtype!r} is not one of auto, float32, bfloat16, float16")
-        if self.peak_flops < 0 or self.threads < 0 or self.eval_every < 0 or self.checkpoint_every < 0:
-            problems.append("peak_flops, threads, eval_every, checkpoint_every: must be >= 0")
+        if min(self.peak_flops, self.threads, self.eval_every, self.checkpoint_every, self.keep_checkpoints) < 0:
+            problems.append("peak_flops, threads, eval_every, checkpoint_every, keep_checkpoints: must be >= 0")
         if self.warmup_steps < 0 or self.eval_batches < 0 or self.log_every < 1:
             problems.append("warmup_steps, eval_batches: must be >= 0; log_every: at least 1")
         problems += [f"epochs.{k}: must be > 0" for k, v in self.epochs.items() if v <= 0]
         problems += [f"mixture.{k}: weight must be > 0" for k, v in self.mixture.items() if v <= 0]
         return problems
+
+
+def _is_device_name(name: str) -> bool:
+    """auto, cpu, mps, cuda or cuda:N (whether it is present is checked when training starts)."""
+    kind, colon, index = name.partition(":")
+    return name in ("auto", "cpu", "mps", "cuda") or (kind == "cuda" and colon and index.isdigit())

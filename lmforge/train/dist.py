@@ -38,10 +38,19 @@ def pick_device(requested: str) -> str:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return "mps"
         return "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        from lmforge.errors import LmforgeError
+    from lmforge.errors import LmforgeError
 
-        raise LmforgeError(f"train.device = {requested!r} but this torch sees no CUDA GPU; "
+    if requested.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise LmforgeError(f"train.device = {requested!r} but this torch sees no CUDA GPU; "
+                               "use device = \"auto\" or \"cpu\"")
+        index = requested.partition(":")[2]
+        if index.isdigit() and int(index) >= count:
+            raise LmforgeError(f"train.device = {requested!r} but only {count} CUDA GPU(s) are here "
+                               f"(cuda:0 to cuda:{count - 1})")
+    elif requested == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise LmforgeError("train.device = 'mps' but there is no Apple GPU (MPS) here; "
                            "use device = \"auto\" or \"cpu\"")
     return requested
 

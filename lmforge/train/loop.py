@@ -204,8 +204,8 @@ class Trainer:
         """Drop metric lines past the resumed step: those steps are about to be trained again."""
         if not self.env.is_main or not self.rd.metrics.exists():
             return
-        lines = self.rd.metrics.read_text(encoding="utf-8").splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= self.step]
+        lines = self.rd.metrics.read_text(encoding="utf-8", errors="replace").splitlines()
+        kept = [line for line in lines if _metric_step(line) <= self.step]
         write_text_atomic(self.rd.metrics, "".join(line + "\n" for line in kept))
 
     def _wrap(self, model):
@@ -308,10 +308,15 @@ class Trainer:
 
         last = latest_checkpoint(self.rd.checkpoints)
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; the last good checkpoint "
-                           f"is {last or 'none (nothing saved yet)'}; lower train.lr (now {self.tc.lr:g}"
-                           + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
-                           + ") or set train.grad_clip, then rerun (it resumes from that checkpoint)")
+        # A rerun with another lr is a new training (its fingerprint changed): it removes the
+        # checkpoints, so continuing from the good one means taking it out of the run first.
+        keep = (f"; to continue from it rather than from scratch, copy it out of {self.rd.checkpoints} and set "
+                "train.init_from to the copy (a rerun with other settings removes this run's checkpoints)"
+                if last else "")
+        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; lower train.lr (now "
+                           f"{self.tc.lr:g}" + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
+                           + ")" + ("" if self.tc.grad_clip else " or set train.grad_clip (now 0 = off)")
+                           + f" and rerun. The last good checkpoint is {last or 'none (nothing saved yet)'}" + keep)
 
     def _autocast(self):
         import torch
@@ -431,6 +436,15 @@ def _amp_dtype(setting: str, device: str):
     if device.startswith("cuda") and torch.cuda.is_bf16_supported():
         return torch.bfloat16, "a GPU with bf16"
     return None, f"no bf16 autocast on {device}"
+
+
+def _metric_step(line: str) -> float:
+    """The step of a metrics.jsonl line; infinite for a line a killed run cut in half (dropped)."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return math.inf
+    return record.get("step", 0) if isinstance(record, dict) and isinstance(record.get("step", 0), int) else math.inf
 
 
 def _fingerprint(path) -> str:

@@ -119,3 +119,30 @@ def test_an_unwritable_export_folder_is_one_line(trained_run, tmp_path, capsys):
     blocker.write_text("x")
     code, err = _cli(["export-hf", trained_run[0].root, blocker / "hf"], capsys)
     assert code == 1 and f"{blocker / 'hf'}" in err and "give a folder you can write to" in err
+
+
+@pytest.mark.parametrize("command", ["sample", "eval", "export-hf"])
+def test_a_checkpoint_pruned_while_read_is_followed_to_the_newer_one(trained_run, tmp_path, capsys, monkeypatch,
+                                                                    command):
+    """A training running on the run saves step N+1 and removes step N (keep_checkpoints) while a
+    command reads step N: the command reads step N+1 instead of failing."""
+    from lmforge.sample import engine
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].root, run)
+    old = latest_checkpoint(run / "checkpoints")
+    newer = old.with_name(f"step_{int(old.name.split('_')[1]) + 1}")
+    real, read = engine.read_checkpoint_config, []
+
+    def read_while_a_training_prunes(step_dir):
+        read.append(step_dir.name)
+        if step_dir == old:
+            shutil.copytree(old, newer)
+            (run / "checkpoints" / "latest").write_text(newer.name + "\n")
+            shutil.rmtree(old)
+        return real(step_dir)
+
+    monkeypatch.setattr(engine, "read_checkpoint_config", read_while_a_training_prunes)
+    extra = {"sample": ["--max-new-tokens", 2], "eval": [], "export-hf": [tmp_path / "hf"]}[command]
+    code, err = _cli([command, run, *extra], capsys)
+    assert code == 0 and "error" not in err and read == [old.name, newer.name]

@@ -156,7 +156,8 @@ def test_wsd_without_a_stable_phase_decays_right_after_warmup():
 
 
 @pytest.mark.parametrize("field,value", [("optimizer", "sgd"), ("schedule", "linear"), ("warmdown_fraction", 1.5),
-                                         ("muon_lr", 0.0), ("muon_momentum", 1.0), ("parallel", "tp")])
+                                         ("muon_lr", 0.0), ("muon_momentum", 1.0), ("parallel", "tp"),
+                                         ("device", "gpu"), ("device", "cuda:x"), ("keep_checkpoints", -1)])
 def test_bad_train_settings_are_reported(field, value):
     cfg = TrainConfig(**{field: value})
     assert any(field in problem for problem in cfg.validate())

@@ -125,3 +125,122 @@ def test_init_from_a_checkpoint_of_another_tokenizer_is_refused(tmp_path):
     second, _ = token_run_with_tokenizer(tmp_path / "second", text="Other text entirely, other merges. " * 80)
     with pytest.raises(LmforgeError, match="another tokenizer"):
         trainer(second, init_from=str(first.root))
+
+
+LLAMAS_LMFORGE_CANNOT_EXPRESS = {
+    "gelu MLP": (dict(hidden_act="gelu"), "hidden_act = 'gelu'"),
+    "attention biases": (dict(attention_bias=True), "attention_bias = true"),
+    "MLP biases": (dict(mlp_bias=True), "mlp_bias = true"),
+    "its own head_dim": (dict(head_dim=8), "head_dim = 8"),
+    "scaled RoPE": (dict(rope_scaling={"rope_type": "linear", "factor": 2.0}), "of type 'linear'"),
+}
+
+
+@pytest.mark.parametrize("case", LLAMAS_LMFORGE_CANNOT_EXPRESS)
+def test_init_from_refuses_a_llama_whose_options_lmforge_cannot_express(tmp_path, case):
+    """Loaded anyway, such a model would be another function than its weights were trained for."""
+    options, named = LLAMAS_LMFORGE_CANNOT_EXPRESS[case]
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    random_hf_llama(tmp_path / "llama", tok, **options)
+    with pytest.raises(LmforgeError, match=f"{named}.*cannot express"):
+        trainer(rd, init_from=str(tmp_path / "llama"))
+
+
+def test_init_from_refuses_a_folder_that_is_not_a_llama(tmp_path):
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    source = tmp_path / "llama"
+    random_hf_llama(source, tok)
+    config = json.loads((source / "config.json").read_text())
+    (source / "config.json").write_text(json.dumps({**config, "model_type": "gpt2"}))
+    with pytest.raises(LmforgeError, match="model_type = 'gpt2' \\(not llama\\)"):
+        trainer(rd, init_from=str(source))
+    (source / "config.json").write_text("{not json")
+    with pytest.raises(LmforgeError, match="config.json is not readable JSON"):
+        trainer(rd, init_from=str(source))
+    with pytest.raises(LmforgeError, match="a file, not a folder"):
+        trainer(rd, init_from=str(source / "config.json"))
+
+
+def test_init_from_never_loads_pickle_weights(tmp_path):
+    """A pytorch_model.bin is a pickle: loading it may run code, so it is refused, not loaded."""
+    import os
+    import pickle
+
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    source = tmp_path / "llama"
+    random_hf_llama(source, tok)
+    (source / "model.safetensors").unlink()
+    ran = tmp_path / "ran"
+
+    class RunsCode:
+        def __reduce__(self):
+            return os.mkdir, (str(ran),)
+
+    (source / "pytorch_model.bin").write_bytes(pickle.dumps({"model.embed_tokens.weight": RunsCode()}))
+    with pytest.raises(LmforgeError, match="only pytorch_model.bin, pickle.*safetensors only"):
+        trainer(rd, init_from=str(source))
+    assert not ran.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "NaN"])
+def test_init_from_a_damaged_hf_folder_is_one_clear_error(tmp_path, damage):
+    from safetensors.torch import load_file, save_file
+
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    source = tmp_path / "llama"
+    random_hf_llama(source, tok)
+    weights = source / "model.safetensors"
+    if damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[:1000])
+        match = "is not a loadable LlamaForCausalLM folder"
+    else:
+        state = load_file(str(weights))
+        state["model.norm.weight"][0] = float("nan")
+        save_file(state, str(weights), metadata={"format": "pt"})
+        match = "non-finite weights .* in norm.weight"
+    with pytest.raises(LmforgeError, match=match):
+        trainer(rd, init_from=str(source))
+
+
+def test_init_from_a_damaged_checkpoint_is_one_clear_error(tmp_path):
+    """The checks `lmforge sample` makes on a checkpoint: model.json, the weights' shapes, a whole file."""
+    from lmforge.train.checkpoint import latest_checkpoint
+
+    first, _ = token_run_with_tokenizer(tmp_path / "first")
+    train(tiny_config(first.root, max_steps=1), first, log=lambda *_: None)
+    second, _ = token_run_with_tokenizer(tmp_path / "second")
+    step = latest_checkpoint(first.checkpoints)
+    info = json.loads((step / "model.json").read_text())
+    (step / "model.json").write_text(json.dumps({**info, "model": {**info["model"], "n_layr": 2}}))
+    with pytest.raises(LmforgeError, match="init_from: .*model.json: not a model this code can build .*n_layr"):
+        trainer(second, init_from=str(step))
+    (step / "model.json").write_text(json.dumps(info))
+    weights = step / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:2000])
+    with pytest.raises(LmforgeError, match="init_from: .*model.safetensors: not a readable safetensors file"):
+        trainer(second, init_from=str(step))
+
+
+def test_a_training_stopped_by_a_non_finite_loss_continues_from_its_last_good_checkpoint_as_told(
+        tmp_path, monkeypatch, capsys):
+    """A rerun with a lower lr is a new training that removes the old checkpoints: the message says
+    to copy the good one out and start from it with init_from, and doing so works."""
+    import shutil
+
+    from lmforge.pipeline import run_stages
+    from lmforge.train import optim
+    from lmforge.train.checkpoint import latest_checkpoint
+
+    rd, _ = token_run_with_tokenizer(tmp_path / "run")
+    schedule = optim.lr_factor
+    monkeypatch.setattr(optim, "lr_factor", lambda step, tc: 1e30 if step >= 4 else schedule(step, tc))
+    with pytest.raises(LmforgeError, match=r"step 6: .* not finite; lower train.lr .*last good checkpoint is "
+                                           r".*step_4; .*copy it out of .*train.init_from"):
+        run_stages(tiny_config(rd.root, max_steps=8, checkpoint_every=2), only=["train"], log=lambda *_: None)
+    monkeypatch.undo()
+    good = tmp_path / "good"
+    shutil.copytree(latest_checkpoint(rd.checkpoints), good)
+    capsys.readouterr()
+    run_stages(tiny_config(rd.root, max_steps=8, lr=5e-3, init_from=str(good)), only=["train"], log=lambda *_: None)
+    assert f"[train] starting from {good}" in capsys.readouterr().out
+    assert rd.is_complete("train") and latest_checkpoint(rd.checkpoints).name == "step_8"

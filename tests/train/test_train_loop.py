@@ -174,3 +174,13 @@ def test_tokens_made_by_another_tokenizer_are_refused(tmp_path):
     (rd.tokens / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(LmforgeError, match="another tokenizer"):
         train(tiny_config(tmp_path / "run"), rd, log=lambda *_: None)
+
+
+def test_resume_drops_a_metrics_line_a_kill_cut_in_half(tmp_path):
+    rd = make_token_run(tmp_path / "run", {"a": 6000})
+    train(tiny_config(rd.root, max_steps=2, checkpoint_every=2), rd, log=lambda *_: None)
+    with open(rd.metrics, "a", encoding="utf-8") as f:
+        f.write('{"kind": "train", "st')  # killed in the middle of a write
+    train(tiny_config(rd.root, max_steps=4, checkpoint_every=2), rd, log=lambda *_: None)
+    rows = [json.loads(line) for line in rd.metrics.read_text().splitlines()]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]

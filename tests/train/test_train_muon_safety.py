@@ -75,12 +75,13 @@ def test_resume_with_muon_state_gives_the_same_losses(tmp_path, monkeypatch):
 
 
 def test_non_finite_loss_stops_at_once_naming_the_step_and_last_checkpoint(token_run):
-    with pytest.raises(LmforgeError, match=r"step (2|3): (loss|gradient norm) nan is not finite; the last good checkpoint is none"):
+    with pytest.raises(LmforgeError, match=r"step (2|3): (loss|gradient norm) nan is not finite; .*"
+                                           r"last good checkpoint is none"):
         train(tiny_config(token_run.root, max_steps=20, lr=1e30), token_run, log=quiet)
     assert not token_run.is_complete("train")
     train(tiny_config(token_run.root, max_steps=3, checkpoint_every=3), token_run, log=quiet)
     cfg = tiny_config(token_run.root, max_steps=20, lr=1e30)
-    with pytest.raises(LmforgeError, match=r"step [45]:.*last good checkpoint is .*step_3.*lower train.lr"):
+    with pytest.raises(LmforgeError, match=r"step [45]:.*lower train.lr.*last good checkpoint is .*step_3"):
         train(cfg, token_run, log=quiet)
     assert latest_checkpoint(token_run.checkpoints).name == "step_3"  # nothing non-finite was saved
 
