@@ -112,7 +112,7 @@ def demo_model_options() -> dict:
 
 
 REVISION_STEP = """
-import json, statistics, sys, time
+import json, sys, time
 import numpy as np, torch
 from lmforge.model.config import ModelConfig
 from lmforge.model.gpt import GPT
@@ -123,48 +123,62 @@ model = GPT(ModelConfig(**p["shape"]))
 opt = torch.optim.AdamW(model.parameters(), lr=1e-3, foreach=True)
 data = np.load(p["batches"])
 batches = [(torch.from_numpy(data["x"][i]), torch.from_numpy(data["y"][i])) for i in range(len(data["x"]))]
-def step(i):
-    x, y = batches[i % len(batches)]
+done = 0
+def step():
+    global done
+    x, y = batches[done % len(batches)]
+    done += 1
     model(x, y)[1].backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
-step(0)
-t0 = time.perf_counter()
-for i in range(p["steps"]):
-    step(i + 1)
-print((time.perf_counter() - t0) / p["steps"] * 1000)
+step()
+print("ready", flush=True)
+for line in sys.stdin:
+    t0 = time.perf_counter()
+    for _ in range(int(line)):
+        step()
+    print((time.perf_counter() - t0) / int(line) * 1000, flush=True)
 """
 
 
 class RevisionTimer:
-    """Steps of lmforge's GPT as it was at a git revision (its default options, its forward and loss)."""
+    """Steps of lmforge's GPT as it was at a git revision (its default options, its forward and loss).
+
+    One worker process imports that revision's package and keeps its model warm between rounds,
+    as StepTimer does in this process.
+    """
 
     def __init__(self, rev: str, batches, vocab: int, root: Path):
         import numpy as np
+        import torch
 
         self.rev, self.times = rev, []
-        self.dir = str(root / f"lmforge-{rev}")  # inside the bench's folder, removed with it
-        Path(self.dir).mkdir(parents=True, exist_ok=True)
+        folder = root / f"lmforge-{rev}"  # inside the bench's folder, removed with it
+        folder.mkdir(parents=True, exist_ok=True)
         repo = Path(__file__).resolve().parent.parent
         archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lmforge"], capture_output=True)
         if archive.returncode:
             sys.exit(f"--before {rev}: git archive failed: {archive.stderr.decode().strip()}")
-        subprocess.run(["tar", "-x", "-C", self.dir], input=archive.stdout, check=True)
-        np.savez(Path(self.dir) / "batches.npz", x=np.stack([x.numpy() for x, _ in batches]),
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+        np.savez(folder / "batches.npz", x=np.stack([x.numpy() for x, _ in batches]),
                  y=np.stack([y.numpy() for _, y in batches]))
         layers, heads, embd, seq, _ = SHAPES[DEFAULT_SHAPE]
-        self.shape = dict(n_layer=layers, n_head=heads, n_embd=embd, seq_len=seq, vocab_size=vocab)
+        params = {"threads": torch.get_num_threads(), "batches": str(folder / "batches.npz"),
+                  "shape": dict(n_layer=layers, n_head=heads, n_embd=embd, seq_len=seq, vocab_size=vocab)}
+        self.proc = subprocess.Popen([sys.executable, "-c", REVISION_STEP, json.dumps(params)], text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONPATH": str(folder)})
+        if self.proc.stdout.readline().strip() != "ready":
+            sys.exit(f"--before {rev}: that revision's model did not start (its error is above)")
 
     def run(self, steps: int) -> None:
-        import torch
+        self.proc.stdin.write(f"{steps}\n")
+        self.proc.stdin.flush()
+        self.times.append(float(self.proc.stdout.readline()))
 
-        params = {"threads": torch.get_num_threads(), "shape": self.shape, "steps": steps,
-                  "batches": str(Path(self.dir) / "batches.npz")}
-        out = subprocess.run([sys.executable, "-c", REVISION_STEP, json.dumps(params)], capture_output=True,
-                             text=True, env={**os.environ, "PYTHONPATH": self.dir})
-        if out.returncode:
-            sys.exit(f"--before {self.rev}: its step failed: {out.stderr.strip().splitlines()[-1:]}")
-        self.times.append(float(out.stdout.split()[-1]))
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
 
     @property
     def median_ms(self) -> float:
@@ -203,6 +217,8 @@ def bench_shapes(root: Path, vocab: int, args) -> None:
             timer.run(args.steps)
         if before:
             before.run(args.steps)
+    if before:
+        before.close()
     print(f"{'shape':<20} {'params':>9} {'ms/step':>8} {'tok/s':>8} {'GFLOP/s':>8}  peer")
     for name, timer in timers.items():
         if name == "peer":
