@@ -46,7 +46,10 @@ class RunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def validate(self) -> list[str]:
-        return [] if self.name and "/" not in self.name else ["name: must be a non-empty name without '/'"]
+        problems = [] if self.name and "/" not in self.name else ["name: must be a non-empty name without '/'"]
+        if self.seed < 0:  # numpy's generators take none
+            problems.append(f"seed: must be >= 0 (it is {self.seed})")
+        return problems
 
     @property
     def run_path(self) -> Path:

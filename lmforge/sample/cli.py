@@ -7,7 +7,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from lmforge.cliargs import device, non_negative_float, non_negative_int, positive_int, probability
+    from lmforge.cliargs import device, non_negative_float, non_negative_int, positive_int, probability, seed
 
     p = subparsers.add_parser("sample", help="print continuations of a prompt from a checkpoint (streaming)")
     p.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=non_negative_int, default=50, help="0 = off")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]; 1 = off")
-    p.add_argument("--seed", type=int, default=1234, help="sample i uses seed + i")
+    p.add_argument("--seed", type=seed, default=1234, help="sample i uses seed + i")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.set_defaults(func=_cmd_sample)
 

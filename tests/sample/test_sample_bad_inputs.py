@@ -98,6 +98,7 @@ def test_sampling_refuses_non_finite_weights(step, capsys, value):
     (["sample", "{ckpt}", "--top-p", "0"], "argument --top-p: 0 is not in (0, 1]"),
     (["sample", "{ckpt}", "-n", "0"], "argument -n/--num-samples: 0 is less than 1"),
     (["sample", "{ckpt}", "--device", "bogus"], "argument --device: 'bogus' is not a device"),
+    (["sample", "{ckpt}", "--seed", str(2**64)], f"argument --seed: {2**64} is not a 64-bit integer"),
     (["eval", "{ckpt}", "--few-shot", "--shots", "-2"], "argument --shots: -2 is negative"),
     (["eval", "{ckpt}", "--few-shot", "--shots", "1000"], "argument --shots: 1000: the probe has words for 0 to"),
     (["eval", "{ckpt}", "--device", "cuda:x"], "argument --device: 'cuda:x' is not a device"),
