@@ -99,7 +99,6 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    import shutil
     from pathlib import Path
 
     from lmforge.cliargs import writable_folder
@@ -109,10 +108,29 @@ def _cmd_export(args) -> int:
 
     step_dir, model, tok = load_checkpoint(args.checkpoint)
     tok_dir = read_model_json(step_dir).get("tokenizer") or ""
-    writable_folder(args.out, "OUT")
-    to_hf(model, tok.bos_id).save_pretrained(args.out)
+    hf = to_hf(model, tok.bos_id)  # refuses a model Llama cannot express before any folder is made
+    out = writable_folder(args.out, "OUT")
     hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage
-    if tok_dir and hf_json.is_file():
-        shutil.copy(hf_json, Path(args.out) / "tokenizer.json")
+    _save_hf_atomic(hf, out, hf_json if tok_dir and hf_json.is_file() else None)
     print(f"saved {args.out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
     return 0
+
+
+def _save_hf_atomic(hf, out, tokenizer_json) -> None:
+    """Write the folder beside ``out`` first, then rename each file in: a stopped export leaves no
+    half-written file under a name transformers loads."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        hf.save_pretrained(tmp)
+        if tokenizer_json is not None:
+            shutil.copy(tokenizer_json, tmp / "tokenizer.json")
+        # config.json last: a folder with a config names a complete model
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

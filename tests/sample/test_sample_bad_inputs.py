@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -147,3 +148,21 @@ def test_a_checkpoint_pruned_while_read_is_followed_to_the_newer_one(trained_run
     extra = {"sample": ["--max-new-tokens", 2], "eval": [], "export-hf": [tmp_path / "hf"]}[command]
     code, err = _cli([command, run, *extra], capsys)
     assert code == 0 and "error" not in err and read == [old.name, newer.name]
+
+
+def test_an_export_refused_or_stopped_leaves_no_file_under_a_name_transformers_loads(step, tmp_path, capsys,
+                                                                                     monkeypatch):
+    transformers = pytest.importorskip("transformers")
+    _edit_model_json(step, logit_softcap=15.0)  # the same tensors, an option Llama cannot express
+    code, err = _cli(["export-hf", step, tmp_path / "refused"], capsys)
+    assert code == 1 and "logit_softcap = 15.0" in err and not (tmp_path / "refused").exists()
+    _edit_model_json(step, logit_softcap=0.0)
+
+    def stopped_half_way(self, folder, **kw):
+        (Path(folder) / "model.safetensors").write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", stopped_half_way)
+    out = tmp_path / "hf"
+    assert _cli(["export-hf", step, out], capsys)[0] == 130
+    assert list(out.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
