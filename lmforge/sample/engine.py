@@ -290,12 +290,20 @@ def check_weights_file(step_dir: Path, config) -> None:
         raise LmforgeError(f"{where}: not a readable safetensors file ({exc}); it may be truncated "
                            f"or overwritten; {_FIX}") from None
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+        state = GPT(config).state_dict(keep_vars=True)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     wrong = [f"{k} {shapes[k]} where model.json gives {expected[k]}" for k in shapes if k in expected
              and shapes[k] != expected[k]]
     unknown = sorted(set(shapes) - set(expected))
-    if wrong or unknown:
-        detail = "; ".join(wrong[:2] or [f"unexpected tensors {', '.join(unknown[:3])}"])
+    stored = {id(state[k]) for k in shapes if k in state}  # a tied head is stored once, as the embedding
+    missing = [k for k, v in state.items() if k not in shapes and id(v) not in stored]
+    if wrong or unknown or missing:
+        if wrong:
+            detail = "; ".join(wrong[:2])
+        elif unknown:
+            detail = f"unexpected tensors {', '.join(unknown[:3])}"
+        else:
+            detail = f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
         raise LmforgeError(f"{where}: weights of another model than its model.json describes ({detail}); "
                            "put the model.json of the run that trained these weights beside them, or use "
                            "another checkpoint")

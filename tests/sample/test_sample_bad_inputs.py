@@ -50,6 +50,7 @@ BREAKAGES = {
     "model.json negative size": lambda s: _edit_model_json(s, n_layer=-2),
     "model.json unknown key": lambda s: _edit_model_json(s, n_layr=2),
     "model.json wrong type": lambda s: _edit_model_json(s, n_embd="64"),
+    "weights missing a layer": lambda s: _edit_model_json(s, n_layer=3),
 }
 
 
@@ -76,6 +77,22 @@ def test_a_checkpoint_of_another_model_shape_is_named(step, capsys):
     code, err = _cli(["sample", step, "--max-new-tokens", 2], capsys)
     assert code == 1 and "weights of another model than its model.json describes" in err
     assert "(320, 32) where model.json gives (320, 64)" in err
+    _edit_model_json(step, n_embd=32, n_layer=3)
+    code, err = _cli(["sample", step, "--max-new-tokens", 2], capsys)
+    assert code == 1 and "missing tensors layers.2." in err
+
+
+def test_an_untied_head_is_not_missing_from_a_checkpoint(tmp_path):
+    """A tied head is stored once, as the embedding; an untied one is its own tensor, checked as such."""
+    from lmforge.model.config import ModelConfig
+    from lmforge.model.gpt import GPT
+    from lmforge.train.checkpoint import save_checkpoint
+
+    for tied in (True, False):
+        model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, seq_len=8, vocab_size=40, tie_embeddings=tied))
+        step = save_checkpoint(tmp_path / str(tied), model, None, 1, None, {})
+        loaded, _ = load_model(step, with_tokenizer=False)
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
