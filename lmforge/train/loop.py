@@ -181,21 +181,29 @@ class Trainer:
         if path is None:
             self._truncate_metrics()  # a fresh start: lines of an earlier, deleted run would mislead
             return
-        saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        check_shape(path, saved["model"], self.model_cfg)
-        if self.fsdp:
-            from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
+        try:
+            saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
+            check_shape(path, saved["model"], self.model_cfg)
+            if self.fsdp:
+                from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
 
-            load_full_weights(self.model, path)
-            state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
-        else:
-            load_weights(path, self.model)
-            state = load_trainer_state(path, self.optimizer)
-        if state.get("tokens_id", self.tokens_id) != self.tokens_id:
-            raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was rebuilt "
-                               f"since); to train afresh on the new tokens delete {self.rd.checkpoints}")
-        self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
-        self.loader.load_state(state["data"])
+                load_full_weights(self.model, path)
+                state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
+            else:
+                load_weights(path, self.model)
+                state = load_trainer_state(path, self.optimizer)
+            if state.get("tokens_id", self.tokens_id) != self.tokens_id:
+                raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was "
+                                   f"rebuilt since); to train afresh on the new tokens delete {self.rd.checkpoints}")
+            self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
+            self.loader.load_state(state["data"])
+        except LmforgeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - json, safetensors, torch.load and the loader raise their own types
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise LmforgeError(f"{path}: a damaged checkpoint, cannot resume from it ({type(e).__name__}: {first}); "
+                               "delete that folder to resume from the one before it, or rerun with --force train "
+                               "to start afresh") from None
         self._truncate_metrics()
         self.log(f"[train] resumed from {path} (step {self.step})")
 

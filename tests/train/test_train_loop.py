@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -184,3 +185,31 @@ def test_resume_drops_a_metrics_line_a_kill_cut_in_half(tmp_path):
     train(tiny_config(rd.root, max_steps=4, checkpoint_every=2), rd, log=lambda *_: None)
     rows = [json.loads(line) for line in rd.metrics.read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:300])
+
+
+CHECKPOINT_DAMAGES = {
+    "truncated weights": lambda step: _truncate(step / "model.safetensors"),
+    "truncated optimizer": lambda step: _truncate(step / "optimizer.pt"),
+    "trainer.json not JSON": lambda step: (step / "trainer.json").write_text("{"),
+    "trainer.json gone": lambda step: (step / "trainer.json").unlink(),
+    "model.json not JSON": lambda step: (step / "model.json").write_text("{"),
+    "data position gone": lambda step: (step / "trainer.json").write_text(json.dumps(
+        {**json.loads((step / "trainer.json").read_text()), "data": {}})),
+}
+
+
+@pytest.mark.parametrize("damage", CHECKPOINT_DAMAGES)
+def test_a_damaged_checkpoint_stops_the_resume_with_the_fix_and_the_one_before_resumes(tmp_path, damage):
+    rd = make_token_run(tmp_path / "run", {"a": 6000})
+    train(tiny_config(rd.root, max_steps=4, checkpoint_every=2), rd, log=lambda *_: None)
+    CHECKPOINT_DAMAGES[damage](rd.checkpoints / "step_4")
+    with pytest.raises(LmforgeError, match=r"step_4: a damaged checkpoint, cannot resume from it \(.*delete that "
+                                           r"folder to resume from the one before it"):
+        train(tiny_config(rd.root, max_steps=6, checkpoint_every=2), rd, log=lambda *_: None)
+    shutil.rmtree(rd.checkpoints / "step_4")
+    train(tiny_config(rd.root, max_steps=6, checkpoint_every=2), rd, log=lambda *_: None)
+    assert [r["step"] for r in metrics(rd)] == [1, 2, 3, 4, 5, 6]
