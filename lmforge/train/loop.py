@@ -104,8 +104,8 @@ class Trainer:
         self.val = val_batches(rd.tokens, manifest, seq_len, batch, self.tc.eval_batches)
         self.val_bytes = self._val_bytes()
         self.step, self.tokens_seen, self._saved_step = 0, 0, -1
-        self._resume()
         self.scaler = torch.amp.GradScaler(env.device_type, enabled=self.amp_dtype == torch.float16)
+        self._resume()
         self.forward_model = self._wrap(self.model)
         self.tokens_per_step = batch * seq_len * self.tc.grad_accum * env.world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
@@ -197,6 +197,8 @@ class Trainer:
                                    f"rebuilt since); to train afresh on the new tokens delete {self.rd.checkpoints}")
             self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
             self.loader.load_state(state["data"])
+            if self.scaler.is_enabled() and "scaler" in state:  # fp16's loss scale, as it had become
+                self.scaler.load_state_dict(state["scaler"])
         except LmforgeError:
             raise
         except Exception as e:  # noqa: BLE001 - json, safetensors, torch.load and the loader raise their own types
@@ -413,6 +415,8 @@ class Trainer:
             model, optimizer = gather_for_checkpoint(self.model, self.optimizer)
         if self.env.is_main:
             state = {"tokens": self.tokens_seen, "tokens_id": self.tokens_id, "data": self.loader.state()}
+            if self.scaler.is_enabled():
+                state["scaler"] = self.scaler.state_dict()
             path = save_checkpoint(self.rd.checkpoints, model, optimizer, self.step, self.rd.tokenizer,
                                    state, self.tc.keep_checkpoints)
             self.log(f"[train] saved {path}")

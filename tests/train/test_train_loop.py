@@ -213,3 +213,29 @@ def test_a_damaged_checkpoint_stops_the_resume_with_the_fix_and_the_one_before_r
     shutil.rmtree(rd.checkpoints / "step_4")
     train(tiny_config(rd.root, max_steps=6, checkpoint_every=2), rd, log=lambda *_: None)
     assert [r["step"] for r in metrics(rd)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_float16_resume_keeps_the_loss_scale(tmp_path, monkeypatch):
+    """fp16's GradScaler halves its scale on each overflowing step: a resume that restarted it would
+    skip those steps again and train otherwise than the uninterrupted run."""
+    real_scaler, original = torch.amp.GradScaler, Trainer._train_step
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **kw: real_scaler(*a, **{**kw, "init_scale": 2.0**40}))
+
+    crashes = [1]
+
+    def crash_in_step_five(self):
+        if self.step == 4 and self.rd.root.name == "resumed" and crashes:
+            raise KeyboardInterrupt(crashes.pop())
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash_in_step_five)
+    runs = {name: make_token_run(tmp_path / name, {"a": 6000}) for name in ("straight", "resumed")}
+    cfg = {name: tiny_config(rd.root, max_steps=8, checkpoint_every=3, dtype="float16") for name, rd in runs.items()}
+    train(cfg["straight"], runs["straight"], log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg["resumed"], runs["resumed"], log=lambda *_: None)
+    train(cfg["resumed"], runs["resumed"], log=lambda *_: None)
+    scales = [json.loads((rd.checkpoints / "step_8" / "trainer.json").read_text())["scaler"]["scale"]
+              for rd in runs.values()]
+    assert scales[0] < 2.0**40 and scales[0] == scales[1]
+    assert [r["loss"] for r in metrics(runs["straight"])] == [r["loss"] for r in metrics(runs["resumed"])]
