@@ -58,11 +58,14 @@ def _cmd_sample(args) -> int:
 
     model, tok = load_model(args.checkpoint, _device(args.device))
     engine = Engine(model, stop_ids={tok.bos_id})
-    prompt_ids = [tok.bos_id, *tok.encode(args.prompt)]
+    # Bytes of the command line that are not UTF-8 arrive as lone surrogates, which a UTF-8 terminal
+    # cannot print: U+FFFD stands for them, as the tokenizer encodes them.
+    prompt = args.prompt.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    prompt_ids = [tok.bos_id, *tok.encode(prompt)]
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}/{args.num_samples} (seed {args.seed + i})")
-        print(args.prompt, end="", flush=True)
+        print(prompt, end="", flush=True)
         decoder = tok.stream_decoder()
         for token in engine.generate(prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                                      seed=args.seed + i):

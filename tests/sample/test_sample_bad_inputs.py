@@ -183,3 +183,13 @@ def test_an_export_refused_or_stopped_leaves_no_file_under_a_name_transformers_l
     out = tmp_path / "hf"
     assert _cli(["export-hf", step, out], capsys)[0] == 130
     assert list(out.iterdir()) == [] and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_prompt_of_bytes_that_are_not_utf8_prints_replacement_characters(trained_run, capsys):
+    """Such bytes of a command line reach Python as lone surrogates, which a UTF-8 stdout refuses."""
+    args = ["sample", str(trained_run[0].root), "--max-new-tokens", "3", "--temperature", "0", "--prompt"]
+    outs = []
+    for prompt in ("def \udcff", "def \ufffd"):
+        assert main([*args, prompt]) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and outs[0].startswith("def \ufffd")
