@@ -79,8 +79,9 @@ def _cmd_eval(args) -> int:
     from pathlib import Path
 
     from lmforge.errors import LmforgeError
-    from lmforge.sample.engine import load_checkpoint
+    from lmforge.sample.engine import load_checkpoint, tokenizer_dir
     from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_report
+    from lmforge.train.checkpoint import read_model_json
 
     step_dir, model, tok = load_checkpoint(args.checkpoint, _device(args.device))
     if args.text:
@@ -89,7 +90,8 @@ def _cmd_eval(args) -> int:
             raise LmforgeError(f"{path}: text file not found")
         result = evaluate_text(model, tok, path.read_text(encoding="utf-8", errors="replace"))
     else:
-        result = evaluate_val(model, tok, step_dir.resolve().parent.parent)
+        result = evaluate_val(model, tok, step_dir.resolve().parent.parent,
+                              tokenizer_dir=tokenizer_dir(step_dir, read_model_json(step_dir)))
     line = f"loss {result['loss']:.4f} over {result['tokens']:,} tokens"
     print(line + (f" | bits per byte {result['bpb']:.4f}" if "bpb" in result else ""))
     if args.few_shot:

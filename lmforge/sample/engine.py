@@ -349,11 +349,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_tokenizer(step_dir: Path, info: dict):
     from lmforge.tokenizer.bpe import Tokenizer
 
+    return Tokenizer.load(tokenizer_dir(step_dir, info))
+
+
+def tokenizer_dir(step_dir: Path, info: dict) -> Path:
+    """The folder of a checkpoint's tokenizer: the one model.json records, or its run's ``tokenizer/``."""
     recorded = info.get("tokenizer")
     candidates = [Path(recorded)] if isinstance(recorded, str) and recorded else []
     candidates.append(Path(step_dir).resolve().parent.parent / "tokenizer")
     for candidate in candidates:
         if candidate.is_dir():
-            return Tokenizer.load(candidate)
+            return candidate
     raise LmforgeError(f"{step_dir}: tokenizer not found (looked in {', '.join(map(str, candidates))}); "
                        "copy the run's tokenizer/ folder back or fix the path in model.json")

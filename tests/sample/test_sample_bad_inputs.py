@@ -193,3 +193,23 @@ def test_a_prompt_of_bytes_that_are_not_utf8_prints_replacement_characters(train
         assert main([*args, prompt]) == 0
         outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1] and outs[0].startswith("def \ufffd")
+
+
+def test_eval_refuses_val_shards_its_tokenizer_did_not_make(trained_run, tmp_path, capsys):
+    """With another tokenizer's shards the same ids mean other text: a loss on them means nothing."""
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].root, run)
+    manifest_path = run / "tokens" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "tokenizer_sha256": "0" * 64}))
+    code, err = _cli(["eval", run], capsys)
+    assert code == 1 and "was made by another tokenizer than the checkpoint's" in err and "--text FILE" in err
+    manifest_path.write_text(json.dumps({**manifest, "vocab_size": 5000}))  # a made-up one, no hash recorded
+    code, err = _cli(["eval", run], capsys)
+    assert code == 1 and "token ids up to 4999, beyond the model's vocabulary of 320" in err
+
+
+def test_eval_of_a_checkpoint_copied_out_of_its_run_points_to_text(trained_run, tmp_path, capsys):
+    shutil.copytree(latest_checkpoint(trained_run[0].checkpoints), tmp_path / "copies" / "step")
+    code, err = _cli(["eval", tmp_path / "copies" / "step"], capsys)
+    assert code == 1 and "no token shards to evaluate on" in err and "--text FILE" in err

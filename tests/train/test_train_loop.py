@@ -239,3 +239,11 @@ def test_float16_resume_keeps_the_loss_scale(tmp_path, monkeypatch):
               for rd in runs.values()]
     assert scales[0] < 2.0**40 and scales[0] == scales[1]
     assert [r["loss"] for r in metrics(runs["straight"])] == [r["loss"] for r in metrics(runs["resumed"])]
+
+
+@pytest.mark.parametrize("text", ['{"vocab', "[1]", '{"vocab_size": 64}'])
+def test_a_damaged_token_manifest_is_one_line_with_the_fix(tmp_path, text):
+    rd = make_token_run(tmp_path / "run", {"a": 6000})
+    (rd.tokens / "manifest.json").write_text(text)
+    with pytest.raises(LmforgeError, match="manifest.json: not a token manifest .*--force tokenize"):
+        train(tiny_config(rd.root), rd, log=lambda *_: None)
