@@ -104,24 +104,19 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from pathlib import Path
-
     from lmforge.cliargs import writable_folder
     from lmforge.model.gpt import to_hf
     from lmforge.sample.engine import load_checkpoint
-    from lmforge.train.checkpoint import read_model_json
 
-    step_dir, model, tok = load_checkpoint(args.checkpoint)
-    tok_dir = read_model_json(step_dir).get("tokenizer") or ""
+    _, model, tok = load_checkpoint(args.checkpoint)
     hf = to_hf(model, tok.bos_id)  # refuses a model Llama cannot express before any folder is made
     out = writable_folder(args.out, "OUT")
-    hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage
-    _save_hf_atomic(hf, out, hf_json if tok_dir and hf_json.is_file() else None)
+    _save_hf_atomic(hf, tok, out)
     print(f"saved {args.out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
     return 0
 
 
-def _save_hf_atomic(hf, out, tokenizer_json) -> None:
+def _save_hf_atomic(hf, tok, out) -> None:
     """Write the folder beside ``out`` first, then rename each file in: a stopped export leaves no
     half-written file under a name transformers loads."""
     import os
@@ -129,11 +124,14 @@ def _save_hf_atomic(hf, out, tokenizer_json) -> None:
     import tempfile
     from pathlib import Path
 
+    from lmforge.tokenizer.bpe import hf_tokenizer_config, hf_tokenizer_json
+
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
     try:
         hf.save_pretrained(tmp)
-        if tokenizer_json is not None:
-            shutil.copy(tokenizer_json, tmp / "tokenizer.json")
+        # made from the checkpoint's tokenizer, as the tokenizer stage's hf/ (absent with hf_export = false)
+        (tmp / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tok), ensure_ascii=False), encoding="utf-8")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(hf_tokenizer_config(tok)), encoding="utf-8")
         # config.json last: a folder with a config names a complete model
         for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
             os.replace(path, out / path.name)

@@ -213,3 +213,18 @@ def test_eval_of_a_checkpoint_copied_out_of_its_run_points_to_text(trained_run, 
     shutil.copytree(latest_checkpoint(trained_run[0].checkpoints), tmp_path / "copies" / "step")
     code, err = _cli(["eval", tmp_path / "copies" / "step"], capsys)
     assert code == 1 and "no token shards to evaluate on" in err and "--text FILE" in err
+
+
+def test_export_writes_the_tokenizer_even_when_the_run_kept_no_hf_copy(trained_run, tmp_path, capsys):
+    """With [tokenizer] hf_export = false the run has no tokenizer/hf/: the export made its own."""
+    transformers = pytest.importorskip("transformers")
+    run = tmp_path / "run"
+    shutil.copytree(trained_run[0].root, run)
+    shutil.rmtree(run / "tokenizer" / "hf")
+    for step in (run / "checkpoints").glob("step_*"):  # the copy's own tokenizer, not the original's
+        info = json.loads((step / "model.json").read_text())
+        (step / "model.json").write_text(json.dumps({**info, "tokenizer": str(run / "tokenizer")}))
+    assert _cli(["export-hf", run, tmp_path / "hf"], capsys)[0] == 0
+    hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    tok = trained_run[1]
+    assert hf_tok("def add(a, b):")["input_ids"] == tok.encode("def add(a, b):")
