@@ -97,8 +97,9 @@ def _cmd_eval(args) -> int:
     if args.few_shot:
         result["few_shot"] = few_shot_report(model, tok, args.shots)
         for task, scores in result["few_shot"].items():
-            print(f"few-shot {task}: " + ", ".join(f"{k} {v:.0%}" if "nats" not in k else f"{k} {v:.3f}"
-                                                    for k, v in scores.items()))
+            print(f"few-shot {task}: " + ", ".join(
+                f"{k} {v:.0%}" if "nats" not in k else f"{k} {v:.3f}" if v is not None else f"{k} n/a (longer than "
+                f"seq_len {model.config.seq_len})" for k, v in scores.items()))
     print(json.dumps(result))
     return 0
 

@@ -165,5 +165,6 @@ def few_shot_report(model, tokenizer, shots: int = 3, count: int = 20, seed: int
         for k in (0, shots):
             report[task][f"{k}-shot"] = few_shot_accuracy(model, tokenizer, task, k, count, seed)
             nats = few_shot_answer_nats(model, tokenizer, task, k, count, seed)
-            report[task][f"{k}-shot_answer_nats"] = round(nats, 4)
+            # None (JSON null, not NaN) when no prompt fits in seq_len with its answer
+            report[task][f"{k}-shot_answer_nats"] = round(nats, 4) if math.isfinite(nats) else None
     return report

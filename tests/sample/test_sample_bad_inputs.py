@@ -228,3 +228,15 @@ def test_export_writes_the_tokenizer_even_when_the_run_kept_no_hf_copy(trained_r
     hf_tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
     tok = trained_run[1]
     assert hf_tok("def add(a, b):")["input_ids"] == tok.encode("def add(a, b):")
+
+
+def test_few_shot_report_of_a_context_too_short_for_its_prompts_is_valid_json(trained_run):
+    from lmforge.model.config import ModelConfig
+    from lmforge.model.gpt import GPT
+    from lmforge.sample.evaluate import few_shot_report
+
+    tok = trained_run[1]
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, seq_len=8, vocab_size=tok.vocab_size)).eval()
+    report = few_shot_report(model, tok, shots=3, count=2)
+    assert report["copy"]["3-shot_answer_nats"] is None
+    json.dumps(report, allow_nan=False)  # NaN is not JSON: the machine-readable line must parse
