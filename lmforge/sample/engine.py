@@ -230,6 +230,10 @@ def _load_step(step_dir: Path, device: str, with_tokenizer: bool):
     model.eval()
     check_finite(step_dir, model)
     tokenizer = load_tokenizer(step_dir, info) if with_tokenizer else None
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise LmforgeError(f"{step_dir}: its tokenizer ({tokenizer_dir(step_dir, info)}) has {tokenizer.vocab_size} "
+                           f"tokens, the model {config.vocab_size}: another model's tokenizer; put the path of the "
+                           "tokenizer it was trained with in model.json")
     return model, tokenizer
 
 

@@ -240,3 +240,16 @@ def test_few_shot_report_of_a_context_too_short_for_its_prompts_is_valid_json(tr
     report = few_shot_report(model, tok, shots=3, count=2)
     assert report["copy"]["3-shot_answer_nats"] is None
     json.dumps(report, allow_nan=False)  # NaN is not JSON: the machine-readable line must parse
+
+
+@pytest.mark.parametrize("command", ["sample", "eval", "export-hf"])
+def test_a_tokenizer_larger_than_the_model_is_refused(step, tmp_path, capsys, command):
+    """Another model's tokenizer in model.json: its ids beyond the model's vocabulary were an IndexError."""
+    from lmforge.tokenizer.train import train_tokenizer
+
+    train_tokenizer([" ".join(f"w{i} x{i * 7}" for i in range(3000))], vocab_size=400).save(tmp_path / "tok")
+    info = json.loads((step / "model.json").read_text())
+    (step / "model.json").write_text(json.dumps({**info, "tokenizer": str(tmp_path / "tok")}))
+    extra = {"sample": ["--max-new-tokens", 2], "eval": ["--text", step / "model.json"], "export-hf": [tmp_path / "hf"]}
+    code, err = _cli([command, step, *extra[command]], capsys)
+    assert code == 1 and "has 400 tokens, the model 320: another model's tokenizer" in err
