@@ -89,8 +89,8 @@ def external_inputs(stage: str, cfg: RunConfig) -> list:
     """Identities of files from outside the run that the stage reads."""
     if stage == "clean":
         return file_identities([spec.path for spec in cfg.clean.inputs], cfg.hash_inputs)
-    if stage == "train" and getattr(cfg.train, "init_from", ""):
-        return file_identities([cfg.train.init_from], cfg.hash_inputs)
+    if stage == "train" and getattr(cfg.train, "init_from", ""):  # read with ~ expanded: so is it here
+        return file_identities([str(Path(cfg.train.init_from).expanduser())], cfg.hash_inputs)
     return []
 
 
