@@ -313,16 +313,21 @@ class Trainer:
         return loss, grad_norm, self.tc.lr * factor
 
     def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
-        from lmforge.train.checkpoint import latest_checkpoint
+        from lmforge.train.checkpoint import checkpoint_before
 
-        last = latest_checkpoint(self.rd.checkpoints)
+        # The weights saved at this step are the ones that just gave the non-finite value: not good.
+        last = checkpoint_before(self.rd.checkpoints, self.step)
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        if self._saved_step == self.step:
+            what += f" is not finite (from the weights of {self.rd.checkpoints / f'step_{self.step}'})"
+        else:
+            what += " is not finite"
         # A rerun with another lr is a new training (its fingerprint changed): it removes the
         # checkpoints, so continuing from the good one means taking it out of the run first.
         keep = (f"; to continue from it rather than from scratch, copy it out of {self.rd.checkpoints} and set "
                 "train.init_from to the copy (a rerun with other settings removes this run's checkpoints)"
                 if last else "")
-        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; lower train.lr (now "
+        raise LmforgeError(f"training stopped at step {self.step + 1}: {what}; lower train.lr (now "
                            f"{self.tc.lr:g}" + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
                            + ")" + ("" if self.tc.grad_clip else " or set train.grad_clip (now 0 = off)")
                            + f" and rerun. The last good checkpoint is {last or 'none (nothing saved yet)'}" + keep)
