@@ -54,6 +54,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def seed(text: str) -> int:
+    """An integer torch's generators take (64 bits), with room for seed + i."""
+    value = _number(text, int)
+    if not -2**63 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is not a 64-bit integer; give a seed from 0 to {2**63 - 1}")
+    return value
+
+
 def device(text: str) -> str:
     """``cpu``, ``auto``, ``cuda``, ``cuda:N`` or ``mps``, present on this machine."""
     name = text.strip().lower()

@@ -46,7 +46,10 @@ class RunConfig:
     sample: SampleConfig = field(default_factory=SampleConfig)
 
     def validate(self) -> list[str]:
-        return [] if self.name and "/" not in self.name else ["name: must be a non-empty name without '/'"]
+        problems = [] if self.name and "/" not in self.name else ["name: must be a non-empty name without '/'"]
+        if self.seed < 0:  # numpy's generators take none
+            problems.append(f"seed: must be >= 0 (it is {self.seed})")
+        return problems
 
     @property
     def run_path(self) -> Path:
@@ -90,6 +93,8 @@ def apply_override(data: dict, item: str, problems: list[str]) -> None:
     except tomllib.TOMLDecodeError:
         value = raw  # a bare word such as a path or a name: keep it as a string
     *parents, leaf = key.strip().split(".")
+    if _field_type(RunConfig, [*parents, leaf]) is str and not isinstance(value, str):
+        value = raw  # name=2024, init_from=nan: text where text is expected, not a number
     node = data
     for part in parents:
         node = node.setdefault(part, {})
@@ -97,6 +102,15 @@ def apply_override(data: dict, item: str, problems: list[str]) -> None:
             problems.append(f"--set {item!r}: {part} is not a section")
             return
     node[leaf] = value
+
+
+def _field_type(cls: Any, path: list[str]) -> Any:
+    """The declared type of the dotted field ``path`` of dataclass ``cls`` (None when there is none)."""
+    for part in path:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        cls = typing.get_type_hints(cls).get(part)
+    return cls
 
 
 def from_dict(cls: type, data: Any, origin: str, problems: list[str], prefix: str = "") -> Any:

@@ -89,8 +89,8 @@ def external_inputs(stage: str, cfg: RunConfig) -> list:
     """Identities of files from outside the run that the stage reads."""
     if stage == "clean":
         return file_identities([spec.path for spec in cfg.clean.inputs], cfg.hash_inputs)
-    if stage == "train" and getattr(cfg.train, "init_from", ""):
-        return file_identities([cfg.train.init_from], cfg.hash_inputs)
+    if stage == "train" and getattr(cfg.train, "init_from", ""):  # read with ~ expanded: so is it here
+        return file_identities([str(Path(cfg.train.init_from).expanduser())], cfg.hash_inputs)
     return []
 
 
@@ -231,6 +231,10 @@ def run_one(stage: str, cfg: RunConfig, rd: RunDir, decision: Decision, log: Cal
 
 def begin_stage(stage: str, cfg: RunConfig, rd: RunDir, decision: Decision, log: Callable[[str], None]) -> dict:
     """Invalidate the stage and the later ones, clear a fresh run's old outputs, record the start."""
+    if stage == "train" and decision.action == "run":
+        from lmforge.train.init import check_outside_run
+
+        check_outside_run(cfg.train.init_from, rd)  # before the fresh start removes what it names
     invalidate_from(stage, rd)
     if decision.action == "run":
         remove_paths(FRESH_START.get(stage, lambda _: [])(rd))

@@ -68,3 +68,16 @@ def test_cli_config_error_is_one_clear_message_exit_2(tmp_path, capsys):
 def test_cli_missing_config_file(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.toml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_a_negative_seed_is_a_config_error():
+    """numpy's generators (data order, splits) take no negative seed: it was a traceback at training."""
+    with pytest.raises(ConfigError, match="seed: must be >= 0 \\(it is -1\\)"):
+        load_config("configs/tiny.toml", ["seed=-1"])
+
+
+@pytest.mark.parametrize("raw", ["2024", "nan", "true", "1e3"])
+def test_an_override_of_a_text_setting_keeps_the_text_toml_would_read_as_another_type(raw):
+    cfg = load_config(CONFIGS[0], [f"name={raw}", f"train.init_from={raw}"])
+    assert cfg.name == raw and cfg.train.init_from == raw
+    assert load_config(CONFIGS[0], ["train.max_steps=7"]).train.max_steps == 7

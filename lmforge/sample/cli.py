@@ -7,7 +7,7 @@ import sys
 
 
 def register(subparsers) -> None:
-    from lmforge.cliargs import device, non_negative_float, non_negative_int, positive_int, probability
+    from lmforge.cliargs import device, non_negative_float, non_negative_int, positive_int, probability, seed
 
     p = subparsers.add_parser("sample", help="print continuations of a prompt from a checkpoint (streaming)")
     p.add_argument("checkpoint", help="a run dir (latest checkpoint) or a checkpoints/step_N dir")
@@ -17,7 +17,7 @@ def register(subparsers) -> None:
     p.add_argument("--temperature", type=non_negative_float, default=0.8, help="0 = greedy")
     p.add_argument("--top-k", type=non_negative_int, default=50, help="0 = off")
     p.add_argument("--top-p", type=probability, default=1.0, help="nucleus mass in (0, 1]; 1 = off")
-    p.add_argument("--seed", type=int, default=1234, help="sample i uses seed + i")
+    p.add_argument("--seed", type=seed, default=1234, help="sample i uses seed + i")
     p.add_argument("--device", type=device, default="cpu", help="cpu, cuda, cuda:N, mps or auto (default cpu)")
     p.set_defaults(func=_cmd_sample)
 
@@ -58,11 +58,14 @@ def _cmd_sample(args) -> int:
 
     model, tok = load_model(args.checkpoint, _device(args.device))
     engine = Engine(model, stop_ids={tok.bos_id})
-    prompt_ids = [tok.bos_id, *tok.encode(args.prompt)]
+    # Bytes of the command line that are not UTF-8 arrive as lone surrogates, which a UTF-8 terminal
+    # cannot print: U+FFFD stands for them, as the tokenizer encodes them.
+    prompt = args.prompt.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    prompt_ids = [tok.bos_id, *tok.encode(prompt)]
     for i in range(args.num_samples):
         if args.num_samples > 1:
             print(f"--- sample {i + 1}/{args.num_samples} (seed {args.seed + i})")
-        print(args.prompt, end="", flush=True)
+        print(prompt, end="", flush=True)
         decoder = tok.stream_decoder()
         for token in engine.generate(prompt_ids, args.max_new_tokens, args.temperature, args.top_k, args.top_p,
                                      seed=args.seed + i):
@@ -76,8 +79,9 @@ def _cmd_eval(args) -> int:
     from pathlib import Path
 
     from lmforge.errors import LmforgeError
-    from lmforge.sample.engine import load_checkpoint
+    from lmforge.sample.engine import load_checkpoint, tokenizer_dir
     from lmforge.sample.evaluate import evaluate_text, evaluate_val, few_shot_report
+    from lmforge.train.checkpoint import read_model_json
 
     step_dir, model, tok = load_checkpoint(args.checkpoint, _device(args.device))
     if args.text:
@@ -86,33 +90,51 @@ def _cmd_eval(args) -> int:
             raise LmforgeError(f"{path}: text file not found")
         result = evaluate_text(model, tok, path.read_text(encoding="utf-8", errors="replace"))
     else:
-        result = evaluate_val(model, tok, step_dir.resolve().parent.parent)
+        result = evaluate_val(model, tok, step_dir.resolve().parent.parent,
+                              tokenizer_dir=tokenizer_dir(step_dir, read_model_json(step_dir)))
     line = f"loss {result['loss']:.4f} over {result['tokens']:,} tokens"
     print(line + (f" | bits per byte {result['bpb']:.4f}" if "bpb" in result else ""))
     if args.few_shot:
         result["few_shot"] = few_shot_report(model, tok, args.shots)
         for task, scores in result["few_shot"].items():
-            print(f"few-shot {task}: " + ", ".join(f"{k} {v:.0%}" if "nats" not in k else f"{k} {v:.3f}"
-                                                    for k, v in scores.items()))
+            print(f"few-shot {task}: " + ", ".join(
+                f"{k} {v:.0%}" if "nats" not in k else f"{k} {v:.3f}" if v is not None else f"{k} n/a (longer than "
+                f"seq_len {model.config.seq_len})" for k, v in scores.items()))
     print(json.dumps(result))
     return 0
 
 
 def _cmd_export(args) -> int:
-    import shutil
-    from pathlib import Path
-
     from lmforge.cliargs import writable_folder
     from lmforge.model.gpt import to_hf
     from lmforge.sample.engine import load_checkpoint
-    from lmforge.train.checkpoint import read_model_json
 
-    step_dir, model, tok = load_checkpoint(args.checkpoint)
-    tok_dir = read_model_json(step_dir).get("tokenizer") or ""
-    writable_folder(args.out, "OUT")
-    to_hf(model, tok.bos_id).save_pretrained(args.out)
-    hf_json = Path(tok_dir) / "hf" / "tokenizer.json"  # written by the tokenizer stage
-    if tok_dir and hf_json.is_file():
-        shutil.copy(hf_json, Path(args.out) / "tokenizer.json")
+    _, model, tok = load_checkpoint(args.checkpoint)
+    hf = to_hf(model, tok.bos_id)  # refuses a model Llama cannot express before any folder is made
+    out = writable_folder(args.out, "OUT")
+    _save_hf_atomic(hf, tok, out)
     print(f"saved {args.out} (load with transformers.AutoModelForCausalLM.from_pretrained)")
     return 0
+
+
+def _save_hf_atomic(hf, tok, out) -> None:
+    """Write the folder beside ``out`` first, then rename each file in: a stopped export leaves no
+    half-written file under a name transformers loads."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from lmforge.tokenizer.bpe import hf_tokenizer_config, hf_tokenizer_json
+
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        hf.save_pretrained(tmp)
+        # made from the checkpoint's tokenizer, as the tokenizer stage's hf/ (absent with hf_export = false)
+        (tmp / "tokenizer.json").write_text(json.dumps(hf_tokenizer_json(tok), ensure_ascii=False), encoding="utf-8")
+        (tmp / "tokenizer_config.json").write_text(json.dumps(hf_tokenizer_config(tok)), encoding="utf-8")
+        # config.json last: a folder with a config names a complete model
+        for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
+            os.replace(path, out / path.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

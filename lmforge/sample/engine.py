@@ -230,6 +230,10 @@ def _load_step(step_dir: Path, device: str, with_tokenizer: bool):
     model.eval()
     check_finite(step_dir, model)
     tokenizer = load_tokenizer(step_dir, info) if with_tokenizer else None
+    if tokenizer is not None and tokenizer.vocab_size > config.vocab_size:
+        raise LmforgeError(f"{step_dir}: its tokenizer ({tokenizer_dir(step_dir, info)}) has {tokenizer.vocab_size} "
+                           f"tokens, the model {config.vocab_size}: another model's tokenizer; put the path of the "
+                           "tokenizer it was trained with in model.json")
     return model, tokenizer
 
 
@@ -290,12 +294,20 @@ def check_weights_file(step_dir: Path, config) -> None:
         raise LmforgeError(f"{where}: not a readable safetensors file ({exc}); it may be truncated "
                            f"or overwritten; {_FIX}") from None
     with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in GPT(config).state_dict().items()}
+        state = GPT(config).state_dict(keep_vars=True)
+    expected = {k: tuple(v.shape) for k, v in state.items()}
     wrong = [f"{k} {shapes[k]} where model.json gives {expected[k]}" for k in shapes if k in expected
              and shapes[k] != expected[k]]
     unknown = sorted(set(shapes) - set(expected))
-    if wrong or unknown:
-        detail = "; ".join(wrong[:2] or [f"unexpected tensors {', '.join(unknown[:3])}"])
+    stored = {id(state[k]) for k in shapes if k in state}  # a tied head is stored once, as the embedding
+    missing = [k for k, v in state.items() if k not in shapes and id(v) not in stored]
+    if wrong or unknown or missing:
+        if wrong:
+            detail = "; ".join(wrong[:2])
+        elif unknown:
+            detail = f"unexpected tensors {', '.join(unknown[:3])}"
+        else:
+            detail = f"missing tensors {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}"
         raise LmforgeError(f"{where}: weights of another model than its model.json describes ({detail}); "
                            "put the model.json of the run that trained these weights beside them, or use "
                            "another checkpoint")
@@ -341,11 +353,16 @@ def resolve_checkpoint(path: str | Path) -> Path:
 def load_tokenizer(step_dir: Path, info: dict):
     from lmforge.tokenizer.bpe import Tokenizer
 
+    return Tokenizer.load(tokenizer_dir(step_dir, info))
+
+
+def tokenizer_dir(step_dir: Path, info: dict) -> Path:
+    """The folder of a checkpoint's tokenizer: the one model.json records, or its run's ``tokenizer/``."""
     recorded = info.get("tokenizer")
     candidates = [Path(recorded)] if isinstance(recorded, str) and recorded else []
     candidates.append(Path(step_dir).resolve().parent.parent / "tokenizer")
     for candidate in candidates:
         if candidate.is_dir():
-            return Tokenizer.load(candidate)
+            return candidate
     raise LmforgeError(f"{step_dir}: tokenizer not found (looked in {', '.join(map(str, candidates))}); "
                        "copy the run's tokenizer/ folder back or fix the path in model.json")

@@ -48,12 +48,29 @@ def _bytes(tokenizer, ids: list[int]) -> bytes:
     return tokenizer.decode(ids).encode("utf-8")
 
 
-def evaluate_val(model, tokenizer, run_dir: Path, batch_size: int = 8, max_batches: int = 50) -> dict:
-    """Loss and bits per byte on the run's val shards (the same windows the trainer validates on)."""
+def evaluate_val(model, tokenizer, run_dir: Path, batch_size: int = 8, max_batches: int = 50,
+                 tokenizer_dir: Path | None = None) -> dict:
+    """Loss and bits per byte on the run's val shards (the same windows the trainer validates on).
+
+    The shards must have been made by the checkpoint's tokenizer (``tokenizer_dir``, when given):
+    with another one the same ids mean other text and the loss would mean nothing.
+    """
+    from lmforge.tokenizer.tokenize import tokenizer_file_sha256
     from lmforge.train.data import load_manifest, val_batches
 
     tokens = Path(run_dir) / "tokens"
+    if not (tokens / "manifest.json").is_file():
+        raise LmforgeError(f"{tokens}: no token shards to evaluate on (a checkpoint outside its run?); "
+                           "evaluate a text file with --text FILE")
     manifest = load_manifest(tokens)
+    made_by = manifest.get("tokenizer_sha256")
+    if made_by and tokenizer_dir is not None and made_by != tokenizer_file_sha256(tokenizer_dir):
+        raise LmforgeError(f"{tokens} was made by another tokenizer than the checkpoint's ({tokenizer_dir}); "
+                           "its loss there would mean nothing: evaluate a text file with --text FILE")
+    if int(manifest["vocab_size"]) > model.config.vocab_size:
+        raise LmforgeError(f"{tokens} holds token ids up to {int(manifest['vocab_size']) - 1}, beyond the model's "
+                           f"vocabulary of {model.config.vocab_size}: another tokenizer made them; evaluate a text "
+                           "file with --text FILE")
     batches = val_batches(tokens, manifest, model.config.seq_len, batch_size, max_batches)
     if not batches:
         raise LmforgeError(f"{tokens}: no val shards with at least seq_len + 1 tokens; "
@@ -148,5 +165,6 @@ def few_shot_report(model, tokenizer, shots: int = 3, count: int = 20, seed: int
         for k in (0, shots):
             report[task][f"{k}-shot"] = few_shot_accuracy(model, tokenizer, task, k, count, seed)
             nats = few_shot_answer_nats(model, tokenizer, task, k, count, seed)
-            report[task][f"{k}-shot_answer_nats"] = round(nats, 4)
+            # None (JSON null, not NaN) when no prompt fits in seq_len with its answer
+            report[task][f"{k}-shot_answer_nats"] = round(nats, 4) if math.isfinite(nats) else None
     return report

@@ -90,6 +90,13 @@ def latest_checkpoint(ckpt_dir: Path) -> Path | None:
     return steps[-1][1] if steps else None
 
 
+def checkpoint_before(ckpt_dir: Path, step: int) -> Path | None:
+    """The newest complete checkpoint of a step before ``step``, or None."""
+    steps = sorted((int(p.name.split("_")[1]), p) for p in Path(ckpt_dir).glob("step_*")
+                   if p.name.split("_")[1].isdigit() and int(p.name.split("_")[1]) < step and is_complete(p))
+    return steps[-1][1] if steps else None
+
+
 def is_complete(path: Path) -> bool:
     return all((Path(path) / f).is_file() for f in ("model.safetensors", "model.json"))
 

@@ -30,7 +30,16 @@ def load_manifest(tokens_dir: Path) -> dict:
     if not path.is_file():
         raise LmforgeError(f"{path}: token manifest not found; run the tokenize stage first "
                            "(`lmforge run CONFIG --until tokenize`)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        problem = "" if isinstance(manifest, dict) and isinstance(manifest.get("vocab_size"), int) and \
+            isinstance(manifest.get("sources"), dict) else "no vocab_size or sources"
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        problem = str(exc)
+    if problem:
+        raise LmforgeError(f"{path}: not a token manifest ({problem}); rerun the tokenize stage: "
+                           "`lmforge run CONFIG --force tokenize`")
+    return manifest
 
 
 class TokenStream:

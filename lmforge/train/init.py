@@ -47,6 +47,16 @@ def _check_finite(model, src: Path) -> None:
                            f"{' ...' if len(bad) > 3 else ''}; start from an earlier checkpoint of that model")
 
 
+def check_outside_run(init_from: str, rd) -> None:
+    """Refuse weights to start from inside the run itself: a fresh start removes its checkpoints."""
+    if not init_from:
+        return
+    src, root = Path(init_from).expanduser().resolve(), Path(rd.root).resolve()
+    if src == root or root in src.parents:
+        raise LmforgeError(f"train.init_from = {init_from!r} is inside this run ({rd.root}), whose checkpoints a "
+                           "fresh start removes; copy it out of the run first (cp -r) and set init_from to the copy")
+
+
 def _with_seq_len(model, seq_len: int):
     """The same weights with rotary tables for another context length (RoPE has no learned positions)."""
     from lmforge.model.gpt import GPT

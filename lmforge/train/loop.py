@@ -104,8 +104,8 @@ class Trainer:
         self.val = val_batches(rd.tokens, manifest, seq_len, batch, self.tc.eval_batches)
         self.val_bytes = self._val_bytes()
         self.step, self.tokens_seen, self._saved_step = 0, 0, -1
-        self._resume()
         self.scaler = torch.amp.GradScaler(env.device_type, enabled=self.amp_dtype == torch.float16)
+        self._resume()
         self.forward_model = self._wrap(self.model)
         self.tokens_per_step = batch * seq_len * self.tc.grad_accum * env.world_size
         self.flops_per_step = self.model.flops_per_token() * self.tokens_per_step
@@ -182,21 +182,31 @@ class Trainer:
         if path is None:
             self._truncate_metrics()  # a fresh start: lines of an earlier, deleted run would mislead
             return
-        saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
-        check_shape(path, saved["model"], self.model_cfg)
-        if self.fsdp:
-            from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
+        try:
+            saved = json.loads((path / "model.json").read_text(encoding="utf-8"))
+            check_shape(path, saved["model"], self.model_cfg)
+            if self.fsdp:
+                from lmforge.train.fsdp import ShardedOptimizerState, load_full_weights
 
-            load_full_weights(self.model, path)
-            state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
-        else:
-            load_weights(path, self.model)
-            state = load_trainer_state(path, self.optimizer)
-        if state.get("tokens_id", self.tokens_id) != self.tokens_id:
-            raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was rebuilt "
-                               f"since); to train afresh on the new tokens delete {self.rd.checkpoints}")
-        self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
-        self.loader.load_state(state["data"])
+                load_full_weights(self.model, path)
+                state = load_trainer_state(path, ShardedOptimizerState(self.model, self.optimizer))
+            else:
+                load_weights(path, self.model)
+                state = load_trainer_state(path, self.optimizer)
+            if state.get("tokens_id", self.tokens_id) != self.tokens_id:
+                raise LmforgeError(f"{path}: this checkpoint was trained on other token shards (tokens/ was "
+                                   f"rebuilt since); to train afresh on the new tokens delete {self.rd.checkpoints}")
+            self.step, self.tokens_seen = int(state["step"]), int(state.get("tokens", 0))
+            self.loader.load_state(state["data"])
+            if self.scaler.is_enabled() and "scaler" in state:  # fp16's loss scale, as it had become
+                self.scaler.load_state_dict(state["scaler"])
+        except LmforgeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - json, safetensors, torch.load and the loader raise their own types
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            raise LmforgeError(f"{path}: a damaged checkpoint, cannot resume from it ({type(e).__name__}: {first}); "
+                               "delete that folder to resume from the one before it, or rerun with --force train "
+                               "to start afresh") from None
         self._truncate_metrics()
         self.log(f"[train] resumed from {path} (step {self.step})")
 
@@ -304,16 +314,21 @@ class Trainer:
         return loss, grad_norm, self.tc.lr * factor
 
     def _stop_non_finite(self, loss: float, grad_norm: float) -> None:
-        from lmforge.train.checkpoint import latest_checkpoint
+        from lmforge.train.checkpoint import checkpoint_before
 
-        last = latest_checkpoint(self.rd.checkpoints)
+        # The weights saved at this step are the ones that just gave the non-finite value: not good.
+        last = checkpoint_before(self.rd.checkpoints, self.step)
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+        if self._saved_step == self.step:
+            what += f" is not finite (from the weights of {self.rd.checkpoints / f'step_{self.step}'})"
+        else:
+            what += " is not finite"
         # A rerun with another lr is a new training (its fingerprint changed): it removes the
         # checkpoints, so continuing from the good one means taking it out of the run first.
         keep = (f"; to continue from it rather than from scratch, copy it out of {self.rd.checkpoints} and set "
                 "train.init_from to the copy (a rerun with other settings removes this run's checkpoints)"
                 if last else "")
-        raise LmforgeError(f"training stopped at step {self.step + 1}: {what} is not finite; lower train.lr (now "
+        raise LmforgeError(f"training stopped at step {self.step + 1}: {what}; lower train.lr (now "
                            f"{self.tc.lr:g}" + (f", muon_lr {self.tc.muon_lr:g}" if self.tc.optimizer == "muon" else "")
                            + ")" + ("" if self.tc.grad_clip else " or set train.grad_clip (now 0 = off)")
                            + f" and rerun. The last good checkpoint is {last or 'none (nothing saved yet)'}" + keep)
@@ -406,6 +421,8 @@ class Trainer:
             model, optimizer = gather_for_checkpoint(self.model, self.optimizer)
         if self.env.is_main:
             state = {"tokens": self.tokens_seen, "tokens_id": self.tokens_id, "data": self.loader.state()}
+            if self.scaler.is_enabled():
+                state["scaler"] = self.scaler.state_dict()
             path = save_checkpoint(self.rd.checkpoints, model, optimizer, self.step, self.rd.tokenizer,
                                    state, self.tc.keep_checkpoints)
             self.log(f"[train] saved {path}")

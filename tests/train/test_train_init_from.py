@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -244,3 +245,27 @@ def test_a_training_stopped_by_a_non_finite_loss_continues_from_its_last_good_ch
     run_stages(tiny_config(rd.root, max_steps=8, lr=5e-3, init_from=str(good)), only=["train"], log=lambda *_: None)
     assert f"[train] starting from {good}" in capsys.readouterr().out
     assert rd.is_complete("train") and latest_checkpoint(rd.checkpoints).name == "step_8"
+
+
+def test_init_from_inside_the_run_itself_is_refused_before_its_checkpoints_are_removed(tmp_path):
+    from lmforge.pipeline import run_stages
+    from lmforge.train.checkpoint import latest_checkpoint
+
+    rd, _ = token_run_with_tokenizer(tmp_path / "run")
+    run_stages(tiny_config(rd.root, max_steps=2), only=["train"], log=lambda *_: None)
+    own = latest_checkpoint(rd.checkpoints)
+    with pytest.raises(LmforgeError, match="is inside this run .* copy it out of the run first"):
+        run_stages(tiny_config(rd.root, max_steps=2, lr=5e-3, init_from=str(own)), only=["train"],
+                   log=lambda *_: None)
+    assert latest_checkpoint(rd.checkpoints) == own and rd.is_complete("train")
+
+
+def test_init_from_under_home_is_fingerprinted_by_its_files(tmp_path, monkeypatch):
+    """init_from = "~/..." is read with ~ expanded; its files must count in the fingerprint the same way."""
+    from lmforge.pipeline import expected_record
+
+    rd, tok = token_run_with_tokenizer(tmp_path / "run")
+    random_hf_llama(tmp_path / "home" / "llama", tok)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    inputs = expected_record("train", tiny_config(rd.root, init_from="~/llama"), rd)["inputs"]
+    assert {Path(p).name for p, *_ in inputs} >= {"config.json", "model.safetensors", "tokenizer.json"}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 
 import pytest
 import torch
@@ -184,3 +185,65 @@ def test_resume_drops_a_metrics_line_a_kill_cut_in_half(tmp_path):
     train(tiny_config(rd.root, max_steps=4, checkpoint_every=2), rd, log=lambda *_: None)
     rows = [json.loads(line) for line in rd.metrics.read_text().splitlines()]
     assert [r["step"] for r in rows if r["kind"] == "train"] == [1, 2, 3, 4]
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[:300])
+
+
+CHECKPOINT_DAMAGES = {
+    "truncated weights": lambda step: _truncate(step / "model.safetensors"),
+    "truncated optimizer": lambda step: _truncate(step / "optimizer.pt"),
+    "trainer.json not JSON": lambda step: (step / "trainer.json").write_text("{"),
+    "trainer.json gone": lambda step: (step / "trainer.json").unlink(),
+    "model.json not JSON": lambda step: (step / "model.json").write_text("{"),
+    "data position gone": lambda step: (step / "trainer.json").write_text(json.dumps(
+        {**json.loads((step / "trainer.json").read_text()), "data": {}})),
+}
+
+
+@pytest.mark.parametrize("damage", CHECKPOINT_DAMAGES)
+def test_a_damaged_checkpoint_stops_the_resume_with_the_fix_and_the_one_before_resumes(tmp_path, damage):
+    rd = make_token_run(tmp_path / "run", {"a": 6000})
+    train(tiny_config(rd.root, max_steps=4, checkpoint_every=2), rd, log=lambda *_: None)
+    CHECKPOINT_DAMAGES[damage](rd.checkpoints / "step_4")
+    with pytest.raises(LmforgeError, match=r"step_4: a damaged checkpoint, cannot resume from it \(.*delete that "
+                                           r"folder to resume from the one before it"):
+        train(tiny_config(rd.root, max_steps=6, checkpoint_every=2), rd, log=lambda *_: None)
+    shutil.rmtree(rd.checkpoints / "step_4")
+    train(tiny_config(rd.root, max_steps=6, checkpoint_every=2), rd, log=lambda *_: None)
+    assert [r["step"] for r in metrics(rd)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_float16_resume_keeps_the_loss_scale(tmp_path, monkeypatch):
+    """fp16's GradScaler halves its scale on each overflowing step: a resume that restarted it would
+    skip those steps again and train otherwise than the uninterrupted run."""
+    real_scaler, original = torch.amp.GradScaler, Trainer._train_step
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda *a, **kw: real_scaler(*a, **{**kw, "init_scale": 2.0**40}))
+
+    crashes = [1]
+
+    def crash_in_step_five(self):
+        if self.step == 4 and self.rd.root.name == "resumed" and crashes:
+            raise KeyboardInterrupt(crashes.pop())
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "_train_step", crash_in_step_five)
+    runs = {name: make_token_run(tmp_path / name, {"a": 6000}) for name in ("straight", "resumed")}
+    cfg = {name: tiny_config(rd.root, max_steps=8, checkpoint_every=3, dtype="float16") for name, rd in runs.items()}
+    train(cfg["straight"], runs["straight"], log=lambda *_: None)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg["resumed"], runs["resumed"], log=lambda *_: None)
+    train(cfg["resumed"], runs["resumed"], log=lambda *_: None)
+    scales = [json.loads((rd.checkpoints / "step_8" / "trainer.json").read_text())["scaler"]["scale"]
+              for rd in runs.values()]
+    assert scales[0] < 2.0**40 and scales[0] == scales[1]
+    assert [r["loss"] for r in metrics(runs["straight"])] == [r["loss"] for r in metrics(runs["resumed"])]
+
+
+@pytest.mark.parametrize("text", ['{"vocab', "[1]", '{"vocab_size": 64}'])
+def test_a_damaged_token_manifest_is_one_line_with_the_fix(tmp_path, text):
+    rd = make_token_run(tmp_path / "run", {"a": 6000})
+    (rd.tokens / "manifest.json").write_text(text)
+    with pytest.raises(LmforgeError, match="manifest.json: not a token manifest .*--force tokenize"):
+        train(tiny_config(rd.root), rd, log=lambda *_: None)

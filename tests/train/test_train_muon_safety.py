@@ -236,3 +236,14 @@ def test_fsdp_two_processes_match_one_process_and_resume(tmp_path):
     wa = load_file(str(latest_checkpoint(single.checkpoints) / "model.safetensors"))
     wb = load_file(str(latest_checkpoint(sharded.checkpoints) / "model.safetensors"))
     assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 2e-3
+
+
+def test_the_good_checkpoint_named_at_a_non_finite_stop_is_not_the_one_that_gave_it(token_run, monkeypatch):
+    """Saved right after the update that blew the weights up, step 5 gives the NaN of step 6."""
+    from lmforge.train import optim
+
+    schedule = optim.lr_factor
+    monkeypatch.setattr(optim, "lr_factor", lambda step, tc: 1e30 if step == 4 else schedule(step, tc))
+    with pytest.raises(LmforgeError, match=r"step 6: .*not finite \(from the weights of .*step_5\).*last good "
+                                           r"checkpoint is .*step_4;"):
+        train(tiny_config(token_run.root, max_steps=8, checkpoint_every=1, keep_checkpoints=3), token_run, log=quiet)
