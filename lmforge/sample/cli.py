@@ -109,6 +109,13 @@ def _cmd_export(args) -> int:
     from lmforge.model.gpt import to_hf
     from lmforge.sample.engine import load_checkpoint
 
+    from pathlib import Path
+
+    from lmforge.errors import LmforgeError
+
+    if (Path(args.out) / "model.json").exists():  # its model.safetensors would be replaced by HF's
+        raise LmforgeError(f"OUT {args.out} holds an lmforge checkpoint, which the export would overwrite; "
+                           "give another folder")
     _, model, tok = load_checkpoint(args.checkpoint)
     hf = to_hf(model, tok.bos_id)  # refuses a model Llama cannot express before any folder is made
     out = writable_folder(args.out, "OUT")
