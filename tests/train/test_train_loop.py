@@ -247,3 +247,14 @@ def test_a_damaged_token_manifest_is_one_line_with_the_fix(tmp_path, text):
     (rd.tokens / "manifest.json").write_text(text)
     with pytest.raises(LmforgeError, match="manifest.json: not a token manifest .*--force tokenize"):
         train(tiny_config(rd.root), rd, log=lambda *_: None)
+
+
+def test_a_device_this_machine_lacks_is_one_line():
+    from lmforge.train.dist import pick_device
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(LmforgeError, match="no CUDA GPU" if not count else f"only {count} CUDA GPU"):
+        pick_device(f"cuda:{count}")
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        with pytest.raises(LmforgeError, match="no Apple GPU"):
+            pick_device("mps")
