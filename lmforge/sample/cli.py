@@ -105,13 +105,12 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from lmforge.cliargs import writable_folder
-    from lmforge.model.gpt import to_hf
-    from lmforge.sample.engine import load_checkpoint
-
     from pathlib import Path
 
+    from lmforge.cliargs import writable_folder
     from lmforge.errors import LmforgeError
+    from lmforge.model.gpt import to_hf
+    from lmforge.sample.engine import load_checkpoint
 
     if (Path(args.out) / "model.json").exists():  # its model.safetensors would be replaced by HF's
         raise LmforgeError(f"OUT {args.out} holds an lmforge checkpoint, which the export would overwrite; "
