@@ -258,3 +258,21 @@ def test_a_device_this_machine_lacks_is_one_line():
     if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         with pytest.raises(LmforgeError, match="no Apple GPU"):
             pick_device("mps")
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_the_previous_one(token_run, monkeypatch):
+    import errno
+
+    real_save, saves = torch.save, []
+
+    def disk_full_at_the_second(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_the_second)
+    with pytest.raises(LmforgeError, match=r"step_4: cannot write the checkpoint \(No space left on device\).*"
+                                           r"resumes from .*step_2"):
+        train(tiny_config(token_run.root, max_steps=4, checkpoint_every=2), token_run, log=lambda *_: None)
+    assert sorted(p.name for p in token_run.checkpoints.iterdir()) == ["latest", "step_2"]
