@@ -142,5 +142,10 @@ def _save_hf_atomic(hf, tok, out) -> None:
         # config.json last: a folder with a config names a complete model
         for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
             os.replace(path, out / path.name)
+    except OSError as exc:  # a full disk: nothing half-written was renamed in
+        from lmforge.errors import LmforgeError
+
+        raise LmforgeError(f"OUT {out}: cannot write the export ({exc.strerror or exc}); make room and "
+                           "export again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
