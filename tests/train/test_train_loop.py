@@ -276,3 +276,19 @@ def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_the_previous_one(tok
                                            r"resumes from .*step_2"):
         train(tiny_config(token_run.root, max_steps=4, checkpoint_every=2), token_run, log=lambda *_: None)
     assert sorted(p.name for p in token_run.checkpoints.iterdir()) == ["latest", "step_2"]
+
+
+def test_a_full_disk_for_the_metrics_is_one_line(token_run, monkeypatch):
+    import builtins
+    import errno
+
+    from lmforge.train import loop
+
+    def disk_full(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "open", disk_full, raising=False)
+    with pytest.raises(LmforgeError, match=r"metrics.jsonl: cannot write \(No space left on device\).*resumes from"):
+        train(tiny_config(token_run.root), token_run, log=lambda *_: None)
