@@ -47,6 +47,9 @@ class ModelConfig:
             problems.append("vocab_size: must be >= 0 (0 = the tokenizer's)")
         if self.rope_theta <= 0 or self.mlp_ratio <= 0:
             problems.append("rope_theta, mlp_ratio: must be > 0")
+        elif self.n_embd >= 1 and self.mlp_ratio * self.n_embd * (2 / 3 if self.mlp == "swiglu" else 1) < 1:
+            problems.append(f"mlp_ratio: {self.mlp_ratio} leaves the MLP of n_embd = {self.n_embd} no width; "
+                            "raise it (Llama: 4)")
         if self.mlp not in MLP_KINDS:
             problems.append(f"mlp: {self.mlp!r} is not one of {', '.join(MLP_KINDS)}")
         if self.logit_softcap < 0:

@@ -105,10 +105,16 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_export(args) -> int:
+    from pathlib import Path
+
     from lmforge.cliargs import writable_folder
+    from lmforge.errors import LmforgeError
     from lmforge.model.gpt import to_hf
     from lmforge.sample.engine import load_checkpoint
 
+    if (Path(args.out) / "model.json").exists():  # its model.safetensors would be replaced by HF's
+        raise LmforgeError(f"OUT {args.out} holds an lmforge checkpoint, which the export would overwrite; "
+                           "give another folder")
     _, model, tok = load_checkpoint(args.checkpoint)
     hf = to_hf(model, tok.bos_id)  # refuses a model Llama cannot express before any folder is made
     out = writable_folder(args.out, "OUT")
@@ -136,5 +142,10 @@ def _save_hf_atomic(hf, tok, out) -> None:
         # config.json last: a folder with a config names a complete model
         for path in sorted(tmp.iterdir(), key=lambda p: p.name == "config.json"):
             os.replace(path, out / path.name)
+    except OSError as exc:  # a full disk: nothing half-written was renamed in
+        from lmforge.errors import LmforgeError
+
+        raise LmforgeError(f"OUT {out}: cannot write the export ({exc.strerror or exc}); make room and "
+                           "export again") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

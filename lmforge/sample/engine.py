@@ -174,7 +174,7 @@ class Engine:
         for _ in range(count):
             if cache is None or pos >= seq_len:
                 # (Re)fill: the whole prompt at first, the last half window when the cache is full.
-                keep = ids[-seq_len:] if cache is None else ids[-(seq_len // 2):]
+                keep = ids[-seq_len:] if cache is None else ids[-max(1, seq_len // 2):]  # ids[-0:] is all
                 cache = self.model.new_kv_cache(1, seq_len)
                 logits = self.model(torch.tensor([keep], device=self.device), kv_cache=cache, start_pos=0)[0]
                 pos = len(keep)

@@ -32,13 +32,19 @@ def save_checkpoint(ckpt_dir: Path, model: torch.nn.Module, optimizer: torch.opt
     final = ckpt_dir / f"step_{step}"
     tmp = ckpt_dir / f".step_{step}.{os.getpid()}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding
-    write_json_atomic(tmp / "model.json", {"model": asdict(model.config), "step": step,
-                                           "tokenizer": str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None})
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    write_json_atomic(tmp / "trainer.json", {"step": step, **trainer_state, "rng": rng_state()})
+    try:
+        tmp.mkdir(parents=True)
+        save_model(model, str(tmp / "model.safetensors"))  # handles the tied embedding
+        write_json_atomic(tmp / "model.json", {"model": asdict(model.config), "step": step, "tokenizer":
+                                               str(Path(tokenizer_dir).resolve()) if tokenizer_dir else None})
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        write_json_atomic(tmp / "trainer.json", {"step": step, **trainer_state, "rng": rng_state()})
+    except OSError as exc:  # a full disk, a permission: the previous checkpoints stay as they were
+        shutil.rmtree(tmp, ignore_errors=True)
+        before = latest_checkpoint(ckpt_dir)
+        raise LmforgeError(f"{final}: cannot write the checkpoint ({exc.strerror or exc}); make room or fix the "
+                           f"folder's permissions, then rerun: it resumes from {before or 'the start'}") from None
     if final.exists():
         shutil.rmtree(final)
     os.replace(tmp, final)

@@ -407,9 +407,15 @@ class Trainer:
 
     def _metric(self, record: dict) -> None:
         if self.env.is_main:
-            self.rd.root.mkdir(parents=True, exist_ok=True)
-            with open(self.rd.metrics, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+            try:
+                self.rd.root.mkdir(parents=True, exist_ok=True)
+                with open(self.rd.metrics, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(record) + "\n")
+            except OSError as exc:  # a full disk: a half line is dropped by the resume
+                from lmforge.train.checkpoint import latest_checkpoint
+
+                raise LmforgeError(f"{self.rd.metrics}: cannot write ({exc.strerror or exc}); make room, then rerun: "
+                                   f"it resumes from {latest_checkpoint(self.rd.checkpoints) or 'the start'}") from None
 
     def _save(self) -> None:
         from lmforge.train.checkpoint import save_checkpoint

@@ -253,3 +253,24 @@ def test_a_tokenizer_larger_than_the_model_is_refused(step, tmp_path, capsys, co
     extra = {"sample": ["--max-new-tokens", 2], "eval": ["--text", step / "model.json"], "export-hf": [tmp_path / "hf"]}
     code, err = _cli([command, step, *extra[command]], capsys)
     assert code == 1 and "has 400 tokens, the model 320: another model's tokenizer" in err
+
+
+def test_export_into_a_checkpoint_folder_is_refused_and_leaves_it_whole(step, capsys):
+    before = (step / "model.safetensors").read_bytes()
+    code, err = _cli(["export-hf", step, step], capsys)
+    assert code == 1 and "holds an lmforge checkpoint, which the export would overwrite" in err
+    assert (step / "model.safetensors").read_bytes() == before
+
+
+def test_an_export_onto_a_full_disk_is_one_line(step, tmp_path, capsys, monkeypatch):
+    import errno
+
+    transformers = pytest.importorskip("transformers")
+
+    def disk_full(self, folder, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", disk_full)
+    code, err = _cli(["export-hf", step, tmp_path / "hf"], capsys)
+    assert code == 1 and "cannot write the export (No space left on device)" in err
+    assert list((tmp_path / "hf").iterdir()) == []

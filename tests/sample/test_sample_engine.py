@@ -115,3 +115,13 @@ def test_choices_are_the_generated_tokens_with_the_models_probabilities(model):
         assert [t for t, _ in c.top] == torch.topk(probs, 5).indices.tolist()
         assert all(a >= b for (_, a), (_, b) in zip(c.top, c.top[1:]))
         ids.append(c.id)
+
+
+def test_a_one_token_context_generates_past_it():
+    """The cache refills with the last half window: half of 1 is 0, and ids[-0:] is every id."""
+    from lmforge.model.config import ModelConfig
+    from lmforge.model.gpt import GPT
+
+    torch.manual_seed(0)
+    model = GPT(ModelConfig(n_layer=1, n_head=2, n_embd=16, seq_len=1, vocab_size=20))
+    assert gen(model, temperature=0, max_new_tokens=5) == gen(model, temperature=0, max_new_tokens=5, use_cache=False)

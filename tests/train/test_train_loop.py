@@ -247,3 +247,48 @@ def test_a_damaged_token_manifest_is_one_line_with_the_fix(tmp_path, text):
     (rd.tokens / "manifest.json").write_text(text)
     with pytest.raises(LmforgeError, match="manifest.json: not a token manifest .*--force tokenize"):
         train(tiny_config(rd.root), rd, log=lambda *_: None)
+
+
+def test_a_device_this_machine_lacks_is_one_line():
+    from lmforge.train.dist import pick_device
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(LmforgeError, match="no CUDA GPU" if not count else f"only {count} CUDA GPU"):
+        pick_device(f"cuda:{count}")
+    if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        with pytest.raises(LmforgeError, match="no Apple GPU"):
+            pick_device("mps")
+
+
+def test_a_full_disk_at_a_checkpoint_is_one_line_and_leaves_the_previous_one(token_run, monkeypatch):
+    import errno
+
+    real_save, saves = torch.save, []
+
+    def disk_full_at_the_second(*args, **kwargs):
+        saves.append(1)
+        if len(saves) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", disk_full_at_the_second)
+    with pytest.raises(LmforgeError, match=r"step_4: cannot write the checkpoint \(No space left on device\).*"
+                                           r"resumes from .*step_2"):
+        train(tiny_config(token_run.root, max_steps=4, checkpoint_every=2), token_run, log=lambda *_: None)
+    assert sorted(p.name for p in token_run.checkpoints.iterdir()) == ["latest", "step_2"]
+
+
+def test_a_full_disk_for_the_metrics_is_one_line(token_run, monkeypatch):
+    import builtins
+    import errno
+
+    from lmforge.train import loop
+
+    def disk_full(path, mode="r", *args, **kwargs):
+        if str(path).endswith("metrics.jsonl") and "a" in mode:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return builtins.open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(loop, "open", disk_full, raising=False)
+    with pytest.raises(LmforgeError, match=r"metrics.jsonl: cannot write \(No space left on device\).*resumes from"):
+        train(tiny_config(token_run.root), token_run, log=lambda *_: None)

@@ -199,7 +199,8 @@ def _env():
 @pytest.mark.parametrize("model,match", [({"n_embd": -64}, "n_embd: must be at least 1"),
                                          ({"n_embd": 60, "n_head": 4}, "n_embd: 60 must divide"),
                                          ({"n_kv_head": 3}, "n_kv_head"), ({"mlp": "gelu"}, "mlp"),
-                                         ({"logit_softcap": -1.0}, "logit_softcap")])
+                                         ({"logit_softcap": -1.0}, "logit_softcap"),
+                                         ({"mlp_ratio": 0.001}, "mlp_ratio: 0.001 leaves the MLP")])
 def test_bad_model_settings_are_config_errors(tmp_path, model, match):
     from lmforge.config import config_from_dict
     from lmforge.errors import ConfigError
