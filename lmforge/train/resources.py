@@ -17,7 +17,7 @@ from pathlib import Path
 
 from lmforge.errors import LmforgeError
 
-PEAK_MATMUL_SIZE = 1024  # big enough to reach the BLAS kernels' plateau, ~0.3 s per dtype on 2 cores
+PEAK_MATMUL_SIZE = 1024  # big enough to reach the BLAS kernels' plateau; the best of 0.5 s of them (a VM varies 20%)
 BF16_MIN_SPEEDUP = 1.2  # bf16 must beat float32 clearly to be worth its coarser rounding
 
 
@@ -128,7 +128,7 @@ def _cpuinfo_lines() -> list[str]:
         return []
 
 
-def measure_matmul_flops(dtype, size: int = PEAK_MATMUL_SIZE, seconds: float = 0.25) -> float:
+def measure_matmul_flops(dtype, size: int = PEAK_MATMUL_SIZE, seconds: float = 0.5) -> float:
     """FLOP/s of a square matmul of ``dtype`` on the CPU with the current torch threads (best of runs)."""
     import torch
 
@@ -148,7 +148,7 @@ def cpu_matmul_peaks(threads: int | None = None, bf16: bool = True) -> dict:
     """{"float32": FLOP/s, "bfloat16": FLOP/s (when ``bf16``), "cached": bool}: this machine's best known peaks.
 
     Every measurement is a lower bound of the peak (other work on the cores only slows it), so the
-    best one is kept: float32 is measured again at every start (0.25 s) and a peak first measured
+    best one is kept: float32 is measured again at every start (0.5 s) and a peak first measured
     while other work held the cores is corrected by the next quieter run. bfloat16 is measured once
     and only when asked (without native bf16 one 1024 x 1024 matmul takes seconds).
     """
