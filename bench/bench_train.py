@@ -156,7 +156,10 @@ class RevisionTimer:
         folder = root / f"lmforge-{rev}"  # inside the bench's folder, removed with it
         folder.mkdir(parents=True, exist_ok=True)
         repo = Path(__file__).resolve().parent.parent
-        archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lmforge"], capture_output=True)
+        try:
+            archive = subprocess.run(["git", "-C", str(repo), "archive", rev, "lmforge"], capture_output=True)
+        except OSError as exc:  # no git, or not a clone
+            sys.exit(f"--before {rev}: needs git and a clone of the repository ({exc})")
         if archive.returncode:
             sys.exit(f"--before {rev}: git archive failed: {archive.stderr.decode().strip()}")
         subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)

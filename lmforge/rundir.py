@@ -111,11 +111,11 @@ class RunDir:
 
     def read_record(self, stage: str) -> dict | None:
         """The completion record of a stage (its fingerprint and settings), or None if it has none."""
-        return _read_json_or_empty(self._marker(stage)) if self._marker(stage).exists() else None
+        return read_json_object(self._marker(stage)) if self._marker(stage).exists() else None
 
     def read_started(self, stage: str) -> dict | None:
         """The record of a stage that started and has not completed (interrupted, or running)."""
-        return _read_json_or_empty(self._started(stage)) if self._started(stage).exists() else None
+        return read_json_object(self._started(stage)) if self._started(stage).exists() else None
 
     def write_started(self, stage: str, record: dict) -> None:
         write_json_atomic(self._started(stage), record)
@@ -145,8 +145,9 @@ class RunDir:
         return path
 
 
-def _read_json_or_empty(path: Path) -> dict:
-    """A record's JSON; a marker from before records (the word ``complete``) reads as ``{}``."""
+def read_json_object(path: Path) -> dict:
+    """A JSON object from a file; ``{}`` when it is missing, unreadable or not an object (a marker
+    from before records, the word ``complete``, reads as ``{}``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

@@ -8,7 +8,6 @@ denominator of the MFU column on a CPU and decide ``dtype = "auto"`` there.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -16,6 +15,7 @@ import time
 from pathlib import Path
 
 from lmforge.errors import LmforgeError
+from lmforge.rundir import read_json_object, write_json_atomic
 
 PEAK_MATMUL_SIZE = 1024  # big enough to reach the BLAS kernels' plateau; the best of 0.5 s of them (a VM varies 20%)
 BF16_MIN_SPEEDUP = 1.2  # bf16 must beat float32 clearly to be worth its coarser rounding
@@ -156,7 +156,7 @@ def cpu_matmul_peaks(threads: int | None = None, bf16: bool = True) -> dict:
 
     threads = threads or torch.get_num_threads()
     path, key = _cache_path(), _machine_key(threads)
-    cache = _read_cache(path)
+    cache = read_json_object(path)
     entry = cache.get(key) if isinstance(cache.get(key), dict) else {}
     known = {k: float(v) for k, v in entry.items() if k in ("float32", "bfloat16") and isinstance(v, (int, float))}
     peaks = {"float32": max(measure_matmul_flops(torch.float32), known.get("float32", 0.0))}
@@ -173,28 +173,17 @@ def raise_cached_peak(dtype: str, flops: float, threads: int | None = None) -> N
     import torch
 
     path, key = _cache_path(), _machine_key(threads or torch.get_num_threads())
-    cache = _read_cache(path)
+    cache = read_json_object(path)
     entry = cache.get(key)
     if isinstance(entry, dict) and isinstance(entry.get(dtype), (int, float)) and flops > entry[dtype]:
         entry[dtype] = flops
         _write_cache(path, cache)
 
 
-def _read_cache(path: Path) -> dict:
-    """The cache file's contents, or {} when it is missing, unreadable or not a JSON object."""
-    try:
-        cache = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return cache if isinstance(cache, dict) else {}
-
-
 def _write_cache(path: Path, cache: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache, indent=1), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomic(path, cache)
     except OSError:
         pass  # a read-only home: measured again next time, nothing else lost
 
